@@ -1,0 +1,168 @@
+"""Frozen pydantic models mirroring routes.yaml (and, later, policies/*.yaml).
+
+These describe the files as operators write them; `runtime.py` compiles them into the
+lookup structures requests use. Unknown keys are refused everywhere (`extra="forbid"`),
+so a typo is an error naming its line instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeout(Model):
+    """Connect and total time allowed for one upstream attempt."""
+
+    connect: Seconds = 2.0
+    total: Seconds = 30.0
+
+
+class Target(Model):
+    """One upstream server and its share of the group's traffic."""
+
+    url: HttpUrl
+    weight: int = Field(1, ge=0, le=10_000)
+
+    @field_validator("url")
+    @classmethod
+    def _no_query(cls, v: HttpUrl) -> HttpUrl:
+        if v.query or v.fragment:
+            raise ValueError("target url must not carry a query or fragment")
+        return v
+
+
+class HealthCheck(Model):
+    """Active check: a periodic GET on each target's health path."""
+
+    path: str = "/healthz"
+    interval: Seconds = 5.0
+    timeout: Seconds = 1.0
+    unhealthy_threshold: int = Field(2, ge=1)
+    healthy_threshold: int = Field(1, ge=1)
+
+
+class CircuitBreaker(Model):
+    """Passive check: consecutive failures open a target's circuit for a cool-down."""
+
+    failures: int = Field(5, ge=1)
+    cooldown: Seconds = 10.0
+
+
+class UpstreamGroup(Model):
+    """Named set of weighted targets (e.g. 90/10 between two model versions)."""
+
+    targets: list[Target] = Field(min_length=1)
+    health_check: HealthCheck | None = None
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> UpstreamGroup:
+        if not any(t.weight for t in self.targets):
+            raise ValueError("at least one target needs a weight above 0")
+        return self
+
+
+class Match(Model):
+    """Which requests a route takes: one of `path` (exact or with {params}) or `prefix`."""
+
+    path: str | None = None
+    prefix: str | None = None
+    methods: list[Literal[HTTP_METHODS]] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Match:
+        if (self.path is None) == (self.prefix is None):
+            raise ValueError("give exactly one of 'path' or 'prefix'")
+        p = self.path if self.path is not None else self.prefix
+        assert p is not None
+        if not p.startswith("/"):
+            raise ValueError("paths start with '/'")
+        if self.prefix is not None and "{" in self.prefix:
+            raise ValueError("a prefix cannot hold {parameters}")
+        if self.path is not None:
+            for name in re.findall(r"\{([^}]*)\}", self.path):
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    raise ValueError(f"bad path parameter {{{name}}}")
+        return self
+
+
+class Retry(Model):
+    """Retries with exponential backoff and full jitter, only where it is safe."""
+
+    attempts: int = Field(0, ge=0, le=10, description="retries after the first try")
+    backoff: Seconds = 0.05
+    max_backoff: Seconds = 2.0
+    on_status: list[Annotated[int, Field(ge=500, le=599)]] = [502, 503, 504]
+    # Non-idempotent methods are retried only when listed here explicitly.
+    methods: list[Literal[HTTP_METHODS]] = sorted(IDEMPOTENT_METHODS)  # type: ignore[valid-type]
+
+
+class Shadow(Model):
+    """A copy of each request goes to this group; its answer is discarded."""
+
+    upstream: Name
+    percent: float = Field(100.0, ge=0, le=100)
+
+
+class Cache(Model):
+    """Response caching for a route (enforced by the cache policy)."""
+
+    enabled: bool = True
+    ttl: Seconds = 60.0
+    shared: bool = False
+    vary: list[str] = []
+
+
+class Route(Model):
+    """One entry of routes.yaml: match → upstream group, with its traffic rules."""
+
+    name: Name
+    match: Match
+    upstream: Name
+    fallbacks: list[Name] = []
+    rewrite: str | None = None
+    timeout: Timeout | None = None
+    retry: Retry = Retry()
+    shadow: Shadow | None = None
+    max_body_bytes: int | None = Field(None, ge=0)
+    public: bool = False
+    scopes: list[str] = []
+    cost: int = Field(1, ge=0)
+    cache: Cache | None = None
+
+    @field_validator("rewrite")
+    @classmethod
+    def _rewrite_abs(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("rewrite paths start with '/'")
+        return v
+
+
+class Defaults(Model):
+    """Values a route takes when it does not set its own."""
+
+    timeout: Timeout = Timeout()
+    max_body_bytes: int = Field(1_048_576, ge=0)
+
+
+class RoutesFile(Model):
+    """The whole routes.yaml document."""
+
+    version: Literal[1] = 1
+    defaults: Defaults = Defaults()
+    upstreams: dict[Name, UpstreamGroup]
+    routes: list[Route]

@@ -1,0 +1,100 @@
+"""Read a YAML file and remember the line of every value, so errors can name it.
+
+`read_yaml(path)` returns the plain data plus a `LineMap`; `validation_error(...)` turns a
+pydantic `ValidationError` into a `ConfigError` naming file, line and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.errors import ConfigError
+
+Loc = tuple[str | int, ...]
+
+
+class LineMap:
+    """Line numbers (1-based) of every mapping key and sequence item, by location."""
+
+    def __init__(self) -> None:
+        self.lines: dict[Loc, int] = {}
+
+    def line_of(self, loc: Loc) -> int | None:
+        # The nearest located ancestor: a missing field is reported at its parent.
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get(())
+
+
+def _construct(node: yaml.Node, loc: Loc, lines: LineMap, loader: yaml.SafeLoader) -> Any:
+    lines.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                raise ConfigError("", key_node.start_mark.line + 1, _dotted((*loc, key)),
+                                  "duplicate key")
+            lines.lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*loc, key), lines, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, (*loc, i), lines, loader) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def read_yaml(path: Path) -> tuple[Any, LineMap]:
+    """Parse one YAML file; syntax errors become ConfigError with the line."""
+    lines = LineMap()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "(file)", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), None, "(file)", f"cannot read: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}, lines
+        return _construct(node, (), lines, loader), lines
+    except ConfigError as exc:
+        raise ConfigError(str(path), exc.line, exc.field, exc.message) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(str(path), line, "(syntax)", str(exc.problem or exc)) from None
+    finally:
+        loader.dispose()
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def validation_error(path: Path, lines: LineMap, exc: ValidationError) -> ConfigError:
+    """The first validation problem as a ConfigError (file, line, field, message)."""
+    err = exc.errors(include_url=False)[0]
+    # pydantic adds union/literal tags to loc ("function-after[...]"); keep the data path.
+    loc = tuple(p for p in err["loc"] if isinstance(p, int) or "[" not in str(p))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(str(path), lines.line_of(loc), _dotted(loc), msg)
+
+
+def field_error(path: Path, lines: LineMap, loc: Loc, message: str) -> ConfigError:
+    """A cross-field problem found after validation (e.g. an unknown upstream name)."""
+    return ConfigError(str(path), lines.line_of(loc), _dotted(loc), message)

@@ -1,0 +1,174 @@
+"""Every error the gateway raises, and the one place they become HTTP answers.
+
+    GatewayError                  500  base; never raised bare
+    ├── ConfigError               ---  config refused (file, line, field); never sent to clients
+    ├── BadRequest                400  malformed request the client can fix
+    ├── Unauthenticated           401  no or bad credentials (adds WWW-Authenticate: Bearer)
+    ├── Forbidden                 403  valid credentials, route or scope not allowed
+    ├── NotFound                  404  no route matches the path
+    ├── MethodNotAllowed          405  a route matches the path but not the method (adds Allow)
+    ├── PayloadTooLarge           413  request body over the route's limit
+    ├── RateLimited               429  over a rate limit or concurrency cap (adds Retry-After)
+    ├── UpstreamError             502  upstream refused, dropped, or answered 5xx after retries
+    ├── ServiceUnavailable        503  no healthy upstream, circuit open, store down (Retry-After)
+    └── UpstreamTimeout           504  upstream did not answer within the route's timeout
+
+Foreign errors (aiohttp, httpx, redis) are mapped into this tree at one boundary each:
+upstream errors in `gateway.upstream.map_upstream_errors`, store errors inside the stores.
+Every client-facing answer leaves through `problem_response`, an RFC 9457 body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import orjson
+from starlette.responses import Response
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class ConfigError(GatewayError):
+    """Raised when routes.yaml or a policies/ file does not validate."""
+
+    type = "config-error"
+    title = "Configuration refused"
+
+    def __init__(self, file: str, line: int | None, field: str, message: str):
+        self.file, self.line, self.field, self.message = file, line, field, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {message}")
+
+
+class BadRequest(GatewayError):
+    """Raised when a request is malformed in a way the client can fix."""
+
+    status, type, title = 400, "bad-request", "Bad request"
+
+
+class Unauthenticated(GatewayError):
+    """Raised when credentials are missing, malformed, unknown, expired or revoked."""
+
+    status, type, title = 401, "unauthenticated", "Authentication required"
+
+    def __init__(self, detail: str | None = None, *, error: str = "invalid_token"):
+        # RFC 6750 §3: no error code when the request carried no credentials at all.
+        challenge = 'Bearer realm="gateway"'
+        if error:
+            challenge += f', error="{error}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+        self.error = error
+
+
+class Forbidden(GatewayError):
+    """Raised when valid credentials may not call this route or lack a scope."""
+
+    status, type, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(GatewayError):
+    """Raised when no route matches the request path."""
+
+    status, type, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    """Raised when a route matches the path but not the method."""
+
+    status, type, title = 405, "method-not-allowed", "Method not allowed"
+
+    def __init__(self, allowed: list[str]):
+        super().__init__(
+            f"allowed methods: {', '.join(allowed)}", headers={"Allow": ", ".join(allowed)}
+        )
+
+
+class PayloadTooLarge(GatewayError):
+    """Raised when a request body exceeds the route's `max_body_bytes`."""
+
+    status, type, title = 413, "payload-too-large", "Request body too large"
+
+    def __init__(self, limit: int):
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class RateLimited(GatewayError):
+    """Raised when a tenant is over a rate limit, quota or concurrency cap."""
+
+    status, type, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int, headers: Mapping[str, str] | None = None):
+        super().__init__(detail, headers={**(headers or {}), "Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class UpstreamError(GatewayError):
+    """Raised when the upstream refused, dropped the connection or answered 5xx after retries."""
+
+    status, type, title = 502, "bad-gateway", "Upstream failed"
+
+
+class ServiceUnavailable(GatewayError):
+    """Raised when no healthy upstream is left, a circuit is open, or a state store is down."""
+
+    status, type, title = 503, "service-unavailable", "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1):
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+        self.retry_after = max(1, retry_after)
+
+
+class UpstreamTimeout(GatewayError):
+    """Raised when the upstream did not answer within the route's timeout."""
+
+    status, type, title = 504, "gateway-timeout", "Upstream timed out"
+
+
+# Errors a client sees for the router's own HTTPExceptions (404/405 outside the proxy).
+_STATUS_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+
+
+def problem_body(status: int, type_: str, title: str, detail: str, request_id: str) -> bytes:
+    """Serialize one RFC 9457 problem document."""
+    return orjson.dumps(
+        {
+            "type": PROBLEM_BASE + type_,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "request_id": request_id,
+        }
+    )
+
+
+def problem_response(exc: Exception, request_id: str) -> Response:
+    """Render any exception as an RFC 9457 answer; unknown ones never leak their text."""
+    if isinstance(exc, GatewayError) and not isinstance(exc, ConfigError):
+        body = problem_body(exc.status, exc.type, exc.title, exc.detail, request_id)
+        return Response(body, exc.status, exc.headers, media_type=PROBLEM_CONTENT_TYPE)
+    status = getattr(exc, "status_code", 500)
+    if status == 500:
+        body = problem_body(500, GatewayError.type, GatewayError.title,
+                            "the gateway failed to handle this request", request_id)
+        return Response(body, 500, media_type=PROBLEM_CONTENT_TYPE)
+    title = _STATUS_TITLES.get(status, "Error")
+    type_ = title.lower().replace(" ", "-")
+    headers = getattr(exc, "headers", None)
+    body = problem_body(status, type_, title, str(getattr(exc, "detail", title)), request_id)
+    return Response(body, status, headers, media_type=PROBLEM_CONTENT_TYPE)

@@ -1,0 +1,69 @@
+"""One structlog processor chain, configured once at start-up.
+
+JSON lines in production (or whenever stderr is not a terminal), colours on a terminal.
+`redact_secrets` runs before rendering, so no key, token or secret reaches any output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+# Field names whose values are secrets wherever they appear.
+SECRET_FIELDS = frozenset({
+    "authorization", "x-api-key", "api_key", "key", "secret", "client_secret", "password",
+    "token", "access_token", "refresh_token", "cookie", "set-cookie", "private_key",
+})
+REDACTED = "[REDACTED]"
+# Bearer credentials and the gateway's own key format, wherever they show up in text.
+_SECRET_TEXT = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|\bgw_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
+
+
+def _scrub(text: str) -> str:
+    return _SECRET_TEXT.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+
+
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: blank secret fields and scrub secrets out of strings."""
+    for k, v in event.items():
+        if k.lower() in SECRET_FIELDS:
+            event[k] = REDACTED
+        elif isinstance(v, str) and ("earer" in v or "gw_" in v):
+            event[k] = _scrub(v)
+    return event
+
+
+def _orjson_dumps(obj: Any, **_: Any) -> bytes:
+    return orjson.dumps(obj, default=str)
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """Set the one processor chain for the process (and route stdlib logging through it)."""
+    json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    if json_output:
+        renderer: Any = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        chain = [*shared, structlog.processors.format_exc_info, renderer]
+    else:
+        factory = structlog.PrintLoggerFactory(sys.stderr)
+        chain = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    structlog.configure(
+        processors=chain,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    # Libraries (uvicorn, asyncio) log through stdlib: give them the same level.
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")

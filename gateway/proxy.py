@@ -1,0 +1,206 @@
+"""The catch-all endpoint: match a route, run the policies, call the upstream, answer.
+
+Streaming rule: once `http.response.start` has been sent, an upstream failure can no
+longer become a problem answer. It is logged and the connection is closed without the
+final chunk, so the client sees a truncated answer instead of a falsely complete one.
+
+Request bodies: a route that may send the body more than once (retries, fallbacks,
+shadow, cache key) reads it whole, bounded by its `max_body_bytes`; so do bodies with a
+small declared length. Others stream to the upstream as they arrive, counted on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import structlog
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.config.runtime import ConfigHolder
+from gateway.context import RequestContext
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, problem_body
+from gateway.pipeline import Policy, run_pipeline
+from gateway.proxy_response import ProxyResponse
+from gateway.upstream import UpstreamClient
+
+log = structlog.get_logger("gateway.proxy")
+
+# Bodies declaring at most this many bytes are read whole even on streaming routes.
+SMALL_BODY = 64 * 1024
+_PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+class ProxyEndpoint:
+    """Raw ASGI app mounted under every path the control endpoints do not claim."""
+
+    def __init__(self, holder: ConfigHolder, policies: Sequence[Policy],
+                 upstream: UpstreamClient):
+        self.holder = holder
+        self.policies = list(policies)
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.setdefault("state", {})
+        request_id: str = state.get("request_id", "")
+        ctx = None
+        started = False
+        try:
+            config = self.holder.current
+            route, params = config.router.match(scope["method"], scope["path"])
+            client = scope.get("client")
+            ctx = RequestContext(
+                request_id=request_id, config=config, route=route, path_params=params,
+                method=scope["method"], path=scope["path"], query=scope["query_string"],
+                headers=scope["headers"], client_ip=client[0] if client else "",
+                started=time.perf_counter(),
+            )
+            state["ctx"] = ctx
+            body = await self._request_body(ctx, receive)
+            ctx.body = body if isinstance(body, bytes) else None
+            try:
+                response = await run_pipeline(
+                    self.policies, ctx, lambda c: self.upstream.send(c, body or None)
+                )
+            except GatewayError:
+                if isinstance(body, BodyStream) and body.failure is not None:
+                    raise body.failure from None
+                raise
+            started = True
+            await self._answer(ctx, response, receive, send)
+        except GatewayError as exc:
+            if started:
+                raise
+            headers = [*_PROBLEM_HEADERS,
+                       *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
+            if ctx is not None:
+                headers += ctx.response_headers
+            await send({"type": "http.response.start", "status": exc.status,
+                        "headers": headers})
+            await send({"type": "http.response.body", "body": problem_body(
+                exc.status, exc.type, exc.title, exc.detail, request_id)})
+        except ClientDisconnected:
+            pass
+        finally:
+            if ctx is not None:
+                for cleanup in ctx.cleanups:
+                    try:
+                        await asyncio.shield(cleanup())
+                    except Exception:
+                        log.exception("cleanup_failed")
+
+    async def _request_body(self, ctx: RequestContext, receive: Receive
+                            ) -> bytes | BodyStream:
+        limit = ctx.route.max_body_bytes
+        declared = ctx.header(b"content-length")
+        length = None
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise BadRequest("Content-Length is not a number") from None
+            if length > limit:
+                raise PayloadTooLarge(limit)
+        if length is None and ctx.header(b"transfer-encoding") is None:
+            length = 0  # no body framing: there is no body (RFC 9112 §6.3)
+        small = length is not None and length <= SMALL_BODY
+        if small or ctx.route.replays_body:
+            return await _read_whole(receive, limit)
+        return BodyStream(receive, limit)
+
+    async def _answer(self, ctx: RequestContext, response: ProxyResponse, receive: Receive,
+                      send: Send) -> None:
+        headers = response.headers
+        if ctx.response_headers or response.extra_headers:
+            headers = [*headers, *response.extra_headers, *ctx.response_headers]
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": headers})
+        if response.body is not None:
+            await send({"type": "http.response.body", "body": response.body})
+            return
+        assert response.stream is not None
+        try:
+            await _pump(response.stream, receive, send)
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            # Too late for a problem answer (see module docstring): log, then cut.
+            log.warning("upstream_stream_failed", target=ctx.upstream_target,
+                        error=type(exc).__name__)
+        finally:
+            if response.release is not None:
+                await response.release()
+
+
+async def _read_whole(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class BodyStream:
+    """The request body as it arrives, counted against the route's limit.
+
+    aiohttp wraps errors raised while it reads a body, so the reason is kept here too.
+    """
+
+    def __init__(self, receive: Receive, limit: int):
+        self.receive, self.limit = receive, limit
+        self.failure: GatewayError | ClientDisconnected | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.failure = ClientDisconnected()
+                raise self.failure
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                self.failure = PayloadTooLarge(self.limit)
+                raise self.failure
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+
+async def _pump(stream: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Copy chunks as they come; stop early if the client disconnects."""
+    async def copy() -> None:
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def watch() -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    copier = asyncio.ensure_future(copy())
+    watcher = asyncio.ensure_future(watch())
+    try:
+        done, _ = await asyncio.wait({copier, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (copier, watcher):
+            task.cancel()
+    if copier in done:
+        copier.result()  # re-raise a failed copy for the caller to log
