@@ -25,6 +25,7 @@ from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
+from gateway.stores import connect_redis
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
@@ -79,6 +80,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         proxy.upstream = UpstreamClient(session, health,
                                         shadow_max_in_flight=settings.shadow_max_in_flight)
         control = httpx.AsyncClient()
+        # One Redis client for every store when replicas share state; None on one machine.
+        app.state.redis = connect_redis(settings.redis_url) if settings.redis_url else None
         tasks = [
             asyncio.create_task(reloader.run(), name="config-reload"),
             asyncio.create_task(health.run_checks(holder, control), name="health-checks"),
@@ -93,6 +96,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             await asyncio.gather(*tasks, return_exceptions=True)
             await proxy.upstream.close()
             await control.aclose()
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
 
     app = Starlette(
         routes=[

@@ -98,3 +98,13 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., RunningGateway]]:
     for gw in started:
         gw.client.close()
         gw.server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A throwaway real Redis for this test (see tests/processes.py)."""
+    from tests.processes import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

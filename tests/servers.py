@@ -7,6 +7,7 @@ real sockets while still reading its counters directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -150,10 +151,8 @@ class DroppingServer:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.hits += 1
-            try:
+            with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                pass
             writer.transport.abort()
 
         async def main() -> None:
@@ -161,10 +160,8 @@ class DroppingServer:
             self._ready.set()
             await self._server.serve_forever()
 
-        try:
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
             self._loop.run_until_complete(main())
-        except (asyncio.CancelledError, RuntimeError):
-            pass
 
     def start(self) -> DroppingServer:
         self.thread.start()

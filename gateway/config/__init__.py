@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.config.models import RoutesFile
+from gateway.config.models import RoutesFile, TenantsFile, TiersFile
 from gateway.config.runtime import (
     CompiledGroup,
     ConfigHolder,
@@ -56,9 +56,50 @@ def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
     return doc, lines
 
 
+def _load_policies(policies_dir: Path | None, route_names: set[str]
+                   ) -> tuple[TiersFile, TenantsFile]:
+    """policies/tiers.yaml and policies/tenants.yaml; a missing file means none defined."""
+    tiers, tenants = TiersFile(), TenantsFile()
+    if policies_dir is None:
+        return tiers, tenants
+    tiers_path, tenants_path = policies_dir / "tiers.yaml", policies_dir / "tenants.yaml"
+    if tiers_path.exists():
+        data, lines = read_yaml(tiers_path)
+        try:
+            tiers = TiersFile.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(tiers_path, lines, exc) from None
+        for name, tier in tiers.tiers.items():
+            for route in tier.routes:
+                if route not in route_names:
+                    raise field_error(tiers_path, lines, ("tiers", name, "routes", route),
+                                      f"unknown route {route!r}")
+    if tenants_path.exists():
+        data, lines = read_yaml(tenants_path)
+        try:
+            tenants = TenantsFile.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(tenants_path, lines, exc) from None
+        for tid, tenant in tenants.tenants.items():
+            if tenant.tier is not None and tenant.tier not in tiers.tiers:
+                raise field_error(tenants_path, lines, ("tenants", tid, "tier"),
+                                  f"unknown tier {tenant.tier!r}")
+            for i, route in enumerate(tenant.routes):
+                if route != "*" and route not in route_names:
+                    raise field_error(tenants_path, lines, ("tenants", tid, "routes", i),
+                                      f"unknown route {route!r}")
+            for route in tenant.overrides.routes:
+                if route not in route_names:
+                    raise field_error(tenants_path, lines,
+                                      ("tenants", tid, "overrides", "routes", route),
+                                      f"unknown route {route!r}")
+    return tiers, tenants
+
+
 def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeConfig:
     """Load, validate and compile everything; raises ConfigError on the first problem."""
     doc, _ = load_routes(routes_path)
+    tiers, tenants = _load_policies(policies_dir, {r.name for r in doc.routes})
     groups: dict[str, CompiledGroup] = {
         name: compile_group(name, spec) for name, spec in doc.upstreams.items()
     }
@@ -70,5 +111,7 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         router=Router(compiled),
         routes={c.name: c for c, _ in compiled},
         groups=groups,
+        tiers=tiers.tiers,
+        tenants=tenants.tenants,
         sources=tuple(sources),
     )

@@ -166,3 +166,72 @@ class RoutesFile(Model):
     defaults: Defaults = Defaults()
     upstreams: dict[Name, UpstreamGroup]
     routes: list[Route]
+
+
+# -- policies/ ---------------------------------------------------------------------------
+
+# limits notation, e.g. "100/minute; 5000/day"
+LimitSpec = Annotated[str, Field(min_length=1)]
+
+
+class Limits(Model):
+    """Rate limits and caps; every field optional so a tenant can override any one of them."""
+
+    rate: LimitSpec | None = None
+    max_in_flight: int | None = Field(None, ge=1)
+    routes: dict[Name, LimitSpec] = {}
+
+    @field_validator("rate")
+    @classmethod
+    def _parse_rate(cls, v: str | None) -> str | None:
+        return _check_limits(v)
+
+    @field_validator("routes")
+    @classmethod
+    def _parse_routes(cls, v: dict[str, str]) -> dict[str, str]:
+        for spec in v.values():
+            _check_limits(spec)
+        return v
+
+
+def _check_limits(spec: str | None) -> str | None:
+    if spec is None:
+        return None
+    from limits import parse_many
+
+    try:
+        parse_many(spec)
+    except ValueError:
+        raise ValueError(
+            f"{spec!r} is not in limits notation, e.g. '100/minute; 5000/day'") from None
+    return spec
+
+
+class Tier(Limits):
+    """A named bundle of limits tenants subscribe to (free, pro, ...)."""
+
+    description: str = ""
+
+
+class TiersFile(Model):
+    """policies/tiers.yaml."""
+
+    version: Literal[1] = 1
+    tiers: dict[Name, Tier] = {}
+
+
+class Tenant(Model):
+    """One customer of the gateway: who it is, its tier, what it may call."""
+
+    name: str = ""
+    tier: Name | None = None
+    enabled: bool = True
+    routes: list[str] = Field(["*"], description='route names it may call; "*" for all')
+    overrides: Limits = Limits()
+
+
+class TenantsFile(Model):
+    """policies/tenants.yaml."""
+
+    version: Literal[1] = 1
+    tenants: dict[Name, Tenant] = {}

@@ -19,6 +19,8 @@ from gateway.config.models import (
     HealthCheck,
     Route,
     RoutesFile,
+    Tenant,
+    Tier,
 )
 from gateway.errors import MethodNotAllowed, NotFound
 
@@ -197,6 +199,8 @@ class RuntimeConfig:
     router: Router
     routes: dict[str, CompiledRoute]
     groups: dict[str, CompiledGroup]
+    tiers: dict[str, Tier]
+    tenants: dict[str, Tenant]
     sources: tuple[str, ...]
     loaded_at: float = field(default_factory=time.time)
 
