@@ -62,7 +62,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     common = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                  access_log=False, server_header=False, log_config=None)
+                  access_log=False, server_header=False, log_config=None,
+                  # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
+                  proxy_headers=False)
     if settings.workers > 1:
         # Worker processes rebuild settings from the environment: hand ours down.
         for key, value in settings.model_dump(exclude_none=True).items():

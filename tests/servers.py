@@ -35,7 +35,7 @@ class ThreadedServer:
         self.port = port or free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, lifespan="on", loop="asyncio",
-                                http="h11", ws="none")
+                                http="h11", ws="none", proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
