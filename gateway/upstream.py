@@ -153,14 +153,20 @@ class UpstreamClient:
 
     @staticmethod
     def make_session(pool_size: int, per_host: int) -> aiohttp.ClientSession:
+        # Idle connections are dropped before common upstream keep-alive limits (uvicorn: 5 s)
+        # so the pool does not hand out sockets the upstream is closing.
         connector = aiohttp.TCPConnector(
-            limit=pool_size, limit_per_host=per_host, keepalive_timeout=30, ttl_dns_cache=60
+            limit=pool_size, limit_per_host=per_host, keepalive_timeout=4, ttl_dns_cache=60
         )
         # No cookie jar: cookies from one tenant's answer must never ride on another's request.
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
             trust_env=False,
         )
+        # aiohttp silently resends idempotent requests once after a dropped connection;
+        # retries belong to the route's budget, where they are counted and bounded.
+        session._retry_connection = False
+        return session
 
     async def close(self) -> None:
         for task in list(self._shadows):
