@@ -75,9 +75,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        session = UpstreamClient.make_session(settings.upstream_pool_size,
-                                              settings.upstream_pool_per_host)
-        proxy.upstream = UpstreamClient(session, health,
+        proxy.upstream = UpstreamClient(health, pool_size=settings.upstream_pool_size,
                                         shadow_max_in_flight=settings.shadow_max_in_flight)
         control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.

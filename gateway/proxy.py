@@ -157,7 +157,8 @@ async def _read_whole(receive: Receive, limit: int) -> bytes:
 class BodyStream:
     """The request body as it arrives, counted against the route's limit.
 
-    aiohttp wraps errors raised while it reads a body, so the reason is kept here too.
+    The upstream client wraps errors raised while it reads a body, so the reason is kept
+    here too.
     """
 
     def __init__(self, receive: Receive, limit: int):
