@@ -14,8 +14,10 @@ from starlette.applications import Starlette
 
 # Small limits so that the limit tests stay small; a short max_wait makes batching of
 # concurrent test requests deterministic enough to assert on.
-LIMITS = {"max_texts": 8, "max_chars": 200, "max_body_bytes": 4096, "max_wait_ms": 20.0,
-          "max_batch_size": 512}
+LIMITS: dict[str, float] = {
+    "max_texts": 8, "max_chars": 200, "max_body_bytes": 4096, "max_wait_ms": 20.0,
+    "max_batch_size": 512,
+}
 
 
 @contextmanager

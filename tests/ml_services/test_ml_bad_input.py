@@ -6,7 +6,7 @@ import httpx
 import pytest
 from ml_harness import LIMITS
 
-OVER = LIMITS["max_texts"] + 1
+OVER = int(LIMITS["max_texts"]) + 1
 LONG = "a" * (int(LIMITS["max_chars"]) + 1)
 
 CASES = [

@@ -53,7 +53,7 @@ def test_batch_never_exceeds_max_batch_size_but_never_splits_a_request() -> None
         batcher = MicroBatcher(model, max_batch_size=3, max_wait_ms=5)
         big = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b", "c", "d", "e"]),
                                    batcher.submit(["f", "g"]))
-        assert big == [["A"], ["B", "C", "D", "E"], ["F", "G"]]
+        assert list(big) == [["A"], ["B", "C", "D", "E"], ["F", "G"]]
         await batcher.close()
 
     asyncio.run(scenario())
@@ -129,7 +129,7 @@ def test_counters_and_observer() -> None:
 
 def test_wrong_result_count_is_an_error() -> None:
     async def scenario() -> None:
-        batcher = MicroBatcher(lambda texts: [], max_batch_size=4)
+        batcher: MicroBatcher[str] = MicroBatcher(lambda texts: [], max_batch_size=4)
         with pytest.raises(RuntimeError, match="0 results for 1 texts"):
             await batcher.submit(["x"])
         await batcher.close()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
-from vaderSentiment import vaderSentiment as stock_vader
+from vaderSentiment import vaderSentiment as stock_vader  # type: ignore[import-untyped]
 
 from ml_services.calibrated_linear import fast_positive_proba
 from ml_services.moderation import ProfanityModeration
