@@ -67,3 +67,5 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     )
     # Libraries (uvicorn, asyncio) log through stdlib: give them the same level.
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    # httpx logs every control-path request (health checks, JWKS) at INFO.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

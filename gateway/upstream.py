@@ -43,8 +43,9 @@ _REQUEST_DROP = HOP_BY_HOP | {
     b"host", b"content-length", b"authorization", b"x-api-key", b"cookie", b"x-tenant-id",
     b"x-request-id", b"traceparent", b"x-forwarded-for", b"expect",
 }
-# The gateway's server adds its own Date; Server would name the backend's software.
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+# The gateway's server adds its own Date; Server would name the backend's software;
+# the request id is the gateway's to echo (once).
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server", b"x-request-id"}
 # Answers up to this size are read whole (one write to the client, cacheable);
 # larger, unsized and SSE answers stream through.
 BUFFER_LIMIT = 256 * 1024
