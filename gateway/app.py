@@ -21,6 +21,7 @@ from gateway.config.reload import ConfigReloader
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
 from gateway.errors import GatewayError, problem_response
 from gateway.health import ReadinessCheck, healthz, readyz
+from gateway.metrics import GatewayMetrics, forget_dead_workers, worker_exiting
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
 from gateway.proxy import ProxyEndpoint
@@ -30,6 +31,7 @@ from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
 log = structlog.get_logger("gateway")
+CONTROL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def build_policies(settings: Settings) -> list[Policy]:
@@ -65,8 +67,9 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
     holder = ConfigHolder(config)
     health = TargetHealth()
     proxy = ProxyEndpoint(holder, build_policies(settings), upstream=None)  # type: ignore[arg-type]
+    metrics = GatewayMetrics(enabled=settings.metrics)
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
-                              settings.reload_interval)
+                              settings.reload_interval, on_reload=metrics.observe_reload)
 
     async def config_ready() -> tuple[bool, str]:
         return True, f"generation {holder.generation}, {len(holder.current.routes)} routes"
@@ -84,6 +87,9 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             asyncio.create_task(reloader.run(), name="config-reload"),
             asyncio.create_task(health.run_checks(holder, control), name="health-checks"),
         ]
+        if settings.metrics:
+            forget_dead_workers()
+            tasks.append(asyncio.create_task(metrics.run_refresher(app.state), name="metrics"))
         log.info("gateway_started", routes=len(holder.current.routes),
                  routes_file=str(settings.routes_file))
         try:
@@ -96,16 +102,19 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             await control.aclose()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
+            worker_exiting()
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
             Mount("", app=proxy),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(AccessLogMiddleware, enabled=settings.access_log),
+            Middleware(AccessLogMiddleware, enabled=settings.access_log, metrics=metrics,
+                       control_paths=CONTROL_PATHS),
         ],
         exception_handlers={
             GatewayError: _on_gateway_error,
@@ -118,6 +127,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
     app.state.config_holder = holder
     app.state.reloader = reloader
     app.state.target_health = health
+    app.state.metrics = metrics
     app.state.readiness_checks = readiness
     return app
 

@@ -69,8 +69,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Worker processes rebuild settings from the environment: hand ours down.
         for key, value in settings.model_dump(exclude_none=True).items():
             os.environ[f"GATEWAY_{key.upper()}"] = str(value)
-        uvicorn.run("gateway.app:create_app_from_env", factory=True,
-                    workers=settings.workers, **common)  # type: ignore[arg-type]
+        # One metrics view over all workers: prometheus-client's multiprocess mode.
+        from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+
+        metrics_dir, made = prepare_multiprocess_dir()
+        try:
+            uvicorn.run("gateway.app:create_app_from_env", factory=True,
+                        workers=settings.workers, **common)  # type: ignore[arg-type]
+        finally:
+            if made:
+                remove_multiprocess_dir(metrics_dir)
         return 0
     try:
         app = create_app(settings)

@@ -65,7 +65,20 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # Libraries (uvicorn, asyncio) log through stdlib: give them the same level.
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    # Libraries (uvicorn, asyncio) log through stdlib: the same chain renders them, so a
+    # JSON deployment gets nothing but JSON lines, each with the request id when it has one.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.format_exc_info,
+               structlog.processors.JSONRenderer()] if json_output
+              else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]),
+        ],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
     # httpx logs every control-path request (health checks, JWKS) at INFO.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

@@ -6,9 +6,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.context import RequestContext
+from gateway.metrics import GatewayMetrics
+from gateway.tracing import trace_id_of
 
 _SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}\Z")
 access_log = structlog.get_logger("gateway.access")
@@ -50,14 +55,25 @@ class RequestIdMiddleware:
 
 
 class AccessLogMiddleware:
-    """One log line per request, after the answer: who, which route, where, how it went."""
+    """The one observer of every finished request: its access-log line and its metrics.
 
-    def __init__(self, app: ASGIApp, enabled: bool = True):
+    Both are derived from what the request left behind (status, duration and the
+    `RequestContext` the proxy put in `scope["state"]["ctx"]`), so no policy calls into
+    logging or metrics for them. `control_paths` (health, metrics) get the route label
+    `control`; other requests without a context matched no route.
+    """
+
+    def __init__(self, app: ASGIApp, enabled: bool = True,
+                 metrics: GatewayMetrics | None = None,
+                 control_paths: frozenset[str] = frozenset()):
         self.app = app
         self.enabled = enabled
+        self.metrics = metrics if metrics is not None and metrics.enabled else None
+        self.control_paths = control_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.enabled:
+        metrics = self.metrics
+        if scope["type"] != "http" or not (self.enabled or metrics):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -69,21 +85,48 @@ class AccessLogMiddleware:
                 status = message["status"]
             await send(message)
 
+        if metrics is not None:
+            metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            seconds = time.perf_counter() - started
             ctx = scope.get("state", {}).get("ctx")
-            fields = {}
-            if ctx is not None:
-                fields = {
-                    "route": ctx.route.name,
-                    "tenant": ctx.principal.tenant_id if ctx.principal else None,
-                    "upstream": ctx.upstream_target or None,
-                    "cache": ctx.cache_status or None,
-                    "trace_id": ctx.trace_id or None,
-                    **ctx.extra.get("log", {}),
-                }
-            access_log.info(
-                "request", method=scope["method"], path=scope["path"], status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3), **fields,
-            )
+            if metrics is not None:
+                metrics.in_flight.dec()
+                metrics.observe_request(ctx, scope["method"], status, seconds,
+                                        scope["path"] in self.control_paths)
+            if self.enabled:
+                access_log.info(
+                    "request", method=scope["method"], path=scope["path"], status=status,
+                    duration_ms=round(seconds * 1000, 3), **_access_fields(scope, ctx),
+                )
+
+
+def _access_fields(scope: Scope, ctx: RequestContext | None) -> dict[str, Any]:
+    """Who, which route, where and how: the same keys on every line (None when unknown)."""
+    if ctx is None:
+        return {"route": None, "tenant": None, "upstream": None, "cache": None,
+                "rate_limit_remaining": None,
+                "trace_id": trace_id_of(_header(scope, b"traceparent")) or None}
+    remaining = None
+    for name, value in ctx.response_headers:
+        if name == b"ratelimit-remaining":
+            remaining = int(value) if value.isdigit() else None
+    return {
+        "route": ctx.route.name,
+        "tenant": ctx.principal.tenant_id if ctx.principal else None,
+        "upstream": ctx.upstream_target or None,
+        "cache": ctx.cache_status or None,
+        "rate_limit_remaining": remaining,
+        # Set when the request went upstream; else the client's own, if it sent one.
+        "trace_id": ctx.trace_id or trace_id_of(ctx.header(b"traceparent")) or None,
+        **ctx.extra.get("log", {}),
+    }
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v)
+    return None

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Shadow copies are best effort: beyond this many in flight they are dropped.
     shadow_max_in_flight: int = Field(64, ge=0)
 
+    # -- observability (docs/observability.md) --
+    # Prometheus metrics at /metrics; off only to measure what they cost.
+    metrics: bool = True
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.redis_url is not None and not self.redis_url.startswith(

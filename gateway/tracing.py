@@ -14,6 +14,15 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
 
+def trace_id_of(incoming: bytes | None) -> str:
+    """The trace id of a valid incoming `traceparent`, else "" (for logs)."""
+    if incoming is not None:
+        m = _TRACEPARENT.match(incoming.strip())
+        if m and m.group(1) != _ZERO_TRACE and m.group(2) != _ZERO_SPAN:
+            return m.group(1).decode()
+    return ""
+
+
 def continue_trace(incoming: bytes | None) -> tuple[bytes, str]:
     """The `traceparent` to send upstream and the trace id (hex) for logs."""
     if incoming is not None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 import structlog
 from pyreqwest import exceptions as rq
@@ -83,6 +85,15 @@ class Failure:
     kind: str
     error: GatewayError
     status: int = 0
+
+
+class Attempt(NamedTuple):
+    """One upstream attempt, kept in `ctx.extra["upstream_attempts"]` for metrics."""
+
+    group: str
+    target: str
+    seconds: float  # until the answer's head (or its whole body when buffered)
+    outcome: str  # "" when answered below 500, else the failure kind
 
 
 def may_retry(plan: RetryPlan, method: str, attempt: int, failure: Failure) -> bool:
@@ -231,18 +242,24 @@ class UpstreamClient:
                     retry_after=self.health.retry_after(group))))
             ctx.upstream_target = last_url = target.url
             self.health.begin(target.url)
+            attempts = ctx.extra.setdefault("upstream_attempts", [])
+            started = time.perf_counter()
             try:
                 response = await self._send_once(ctx, target.url + path, headers, body)
             except _AttemptFailed as exc:
                 failure = exc.failure
             else:
                 if response.status < 500:
+                    attempts.append(Attempt(group.name, target.url,
+                                            time.perf_counter() - started, ""))
                     self.health.record_success(target.url)
                     return response
                 if response.release is not None:
                     await response.release()
                 failure = Failure("status", UpstreamError(
                     f"upstream answered {response.status}"), response.status)
+            attempts.append(Attempt(group.name, target.url, time.perf_counter() - started,
+                                    failure.kind))
             self.health.record_failure(target.url, group.breaker)
             if not may_retry(plan, ctx.method, attempt, failure):
                 raise _GroupExhausted(failure)

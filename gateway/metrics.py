@@ -1,0 +1,283 @@
+"""Every Prometheus collector of the gateway, defined once, and the `/metrics` endpoint.
+
+Nothing else in the gateway calls into this module per request. The access-log middleware
+hands each finished request (its `RequestContext`, status and duration) to
+`GatewayMetrics.observe_request`, which derives every request-side metric from what the
+pipeline left on the context: the route, the principal, `cache_status`, the upstream
+attempts (`ctx.extra["upstream_attempts"]`, recorded by the upstream client) and fallbacks.
+State-side gauges (circuit state, store health) are refreshed from `app.state` by
+`run_refresher` once a second and at every scrape.
+
+Labels are bounded by construction: routes and upstreams come from the config, tenants
+from `policies/` (anything else is `unknown`), methods from a fixed list; never a raw
+path, key or request id. Label children are cached by label tuple, so a request costs a
+few dict lookups and increments.
+
+Several worker processes (`gateway serve --workers N`) use prometheus-client's
+multiprocess mode: the CLI points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
+the workers start; each worker writes its values to memory-mapped files there, and a
+scrape of any worker sums them (gauges: see each one's `multiprocess_mode`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import re
+import shutil
+import tempfile
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.config.models import HTTP_METHODS
+from gateway.context import RequestContext
+from gateway.errors import ConfigError
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# From sub-millisecond cache hits and refusals to the slowest inference answers.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0, 2.5, 5.0, 10.0, 30.0)
+UNKNOWN = "unknown"      # tenant label of anyone not in policies/tenants.yaml
+UNMATCHED = "unmatched"  # route label of requests no route matched (404, 405)
+CONTROL = "control"      # route label of /healthz, /readyz, /metrics
+CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+CACHE_RESULTS = frozenset({"HIT", "MISS", "BYPASS"})
+REFRESH_INTERVAL = 1.0  # seconds between state-gauge refreshes
+_METHODS = frozenset(HTTP_METHODS)
+# `*_created` timestamps would double the series count for no dashboard's benefit.
+disable_created_metrics()
+_STATUS_CLASSES = {c: f"{c}xx" for c in range(1, 6)}
+
+
+class GatewayMetrics:
+    """The gateway's collectors in their own registry: one per app, so tests can run
+    several apps in one process; in production there is one app per process."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        route = ["route"]
+        upstream = ["route", "upstream", "target"]
+        self.requests = Counter(
+            "gateway_requests", "Finished requests.", ["route", "method", "status_class"],
+            registry=r)
+        self.duration = Histogram(
+            "gateway_request_duration_seconds", "Time from request to the answer's end.",
+            route, buckets=DURATION_BUCKETS, registry=r)
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight", "Requests being handled.", registry=r,
+            multiprocess_mode="livesum")
+        self.upstream_duration = Histogram(
+            "gateway_upstream_request_duration_seconds",
+            "One upstream attempt, until the answer's head (or whole buffered body).",
+            upstream, buckets=DURATION_BUCKETS, registry=r)
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors", "Failed upstream attempts by kind "
+            "(connect, timeout, reset, status).", [*upstream, "kind"], registry=r)
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries", "Attempts retried after this target failed.",
+            upstream, registry=r)
+        self.upstream_fallbacks = Counter(
+            "gateway_upstream_fallbacks", "Requests moved on to this fallback group.",
+            ["route", "upstream"], registry=r)
+        self.circuit_state = Gauge(
+            "gateway_upstream_circuit_state", "Circuit of a target: 0 closed, 1 half-open, "
+            "2 open (worst across workers).", ["upstream", "target"], registry=r,
+            multiprocess_mode="livemax")
+        self.upstream_up = Gauge(
+            "gateway_upstream_up", "1 if the target takes traffic (health checks pass and "
+            "its circuit is not open), else 0.", ["upstream", "target"], registry=r,
+            multiprocess_mode="livemin")
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused with 429.", ["route", "tenant"],
+            registry=r)
+        self.cache = Counter(
+            "gateway_cache_requests", "Cache lookups by result (hit, miss, bypass).",
+            ["route", "tenant", "result"], registry=r)
+        self.reloads = Counter(
+            "gateway_config_reloads", "Config reloads by result (success, failure), "
+            "summed over workers.", ["result"], registry=r)
+        self.store_up = Gauge(
+            "gateway_store_up", "1 if the shared store answers a PING.", ["store"],
+            registry=r, multiprocess_mode="livemin")
+        self.store_degraded = Gauge(
+            "gateway_store_degraded", "1 while the rate-limit store is degraded "
+            "(failing open or closed).", registry=r, multiprocess_mode="livemax")
+        self.store_degraded_seconds = Counter(
+            "gateway_store_degraded_seconds", "Time the rate-limit store spent degraded.",
+            registry=r)
+        for result in ("success", "failure"):  # both exist from the start: rate() works
+            self.reloads.labels(result)
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._degraded_seen = 0.0
+
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # -- per request -------------------------------------------------------------------
+
+    def observe_request(self, ctx: RequestContext | None, method: str, status: int,
+                        seconds: float, control: bool) -> None:
+        """Record one finished request from what the pipeline left on its context."""
+        route = ctx.route.name if ctx is not None else CONTROL if control else UNMATCHED
+        if method not in _METHODS:
+            method = "OTHER"
+        key = (route, method, status)
+        pair = self._request_children.get(key)
+        if pair is None:
+            pair = self._request_children[key] = (
+                self.requests.labels(route, method, _STATUS_CLASSES.get(status // 100, "other")),
+                self.duration.labels(route),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
+        if ctx is None:
+            return
+        if status == 429 or ctx.cache_status:
+            principal = ctx.principal
+            tenant = (principal.tenant_id if principal is not None
+                      and principal.tenant_id in ctx.config.tenants else UNKNOWN)
+            if status == 429:
+                self._child(self.rate_limited, (route, tenant)).inc()
+            if ctx.cache_status in CACHE_RESULTS:
+                self._child(self.cache, (route, tenant, ctx.cache_status.lower())).inc()
+        extra = ctx.extra
+        if extra:
+            self._observe_upstream(ctx, route, extra)
+
+    def _observe_upstream(self, ctx: RequestContext, route: str, extra: dict[str, Any]
+                          ) -> None:
+        previous = None
+        for attempt in extra.get("upstream_attempts", ()):
+            labels = (route, attempt.group, attempt.target)
+            self._child(self.upstream_duration, labels).observe(attempt.seconds)
+            if attempt.outcome:
+                self._child(self.upstream_errors, (*labels, attempt.outcome)).inc()
+            if previous is not None and previous.group == attempt.group:
+                self._child(self.upstream_retries,
+                            (route, previous.group, previous.target)).inc()
+            previous = attempt
+        fallbacks = extra.get("fallbacks", 0)
+        for group in ctx.route.groups[1:fallbacks + 1]:
+            self._child(self.upstream_fallbacks, (route, group.name)).inc()
+
+    # -- state -------------------------------------------------------------------------
+
+    def observe_reload(self, config: object, error: ConfigError | None) -> None:
+        """`ConfigReloader.on_reload` callback."""
+        self.reloads.labels("failure" if error is not None else "success").inc()
+
+    def refresh(self, state: Any) -> None:
+        """Set the state gauges from the app's state (cheap; no I/O)."""
+        holder, health = state.config_holder, state.target_health
+        for group in holder.current.groups.values():
+            for target in group.targets:
+                circuit = health.circuit_state(target.url)
+                st = health.states.get(target.url)
+                up = circuit != "open" and (st is None or st.healthy)
+                self._child(self.circuit_state, (group.name, target.url)).set(
+                    CIRCUIT_VALUES.get(circuit, 2))
+                self._child(self.upstream_up, (group.name, target.url)).set(1 if up else 0)
+        store = getattr(state, "store_health", None)
+        if store is not None:
+            self.store_degraded.set(1 if store.degraded else 0)
+            total = float(store.degraded_seconds_total)
+            if total > self._degraded_seen:
+                self.store_degraded_seconds.inc(total - self._degraded_seen)
+                self._degraded_seen = total
+
+    async def run_refresher(self, state: Any, interval: float = REFRESH_INTERVAL) -> None:
+        """Refresh the state gauges (and PING the shared store) forever."""
+        while True:
+            self.refresh(state)
+            redis = getattr(state, "redis", None)
+            if redis is not None:
+                try:
+                    ok = bool(await asyncio.wait_for(redis.ping(), timeout=interval))
+                except Exception:  # any failure to answer means down, whatever the cause
+                    ok = False
+                self.store_up.labels("redis").set(1 if ok else 0)
+            await asyncio.sleep(interval)
+
+    # -- exposition --------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The Prometheus text format: this process, or every worker in multiprocess mode."""
+        path = os.environ.get(MULTIPROC_ENV)
+        if path:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+    async def endpoint(self, request: Request) -> Response:
+        """GET /metrics."""
+        if self.enabled:
+            self.refresh(request.app.state)
+        return Response(self.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+# -- multiprocess mode -------------------------------------------------------------------
+
+_PID_FILE = re.compile(r"_(\d+)\.db\Z")
+
+
+def prepare_multiprocess_dir() -> tuple[str, bool]:
+    """Point PROMETHEUS_MULTIPROC_DIR at an empty directory before workers start.
+
+    An operator's own directory is emptied (values from an earlier run would be summed
+    in); otherwise a fresh temp dir is made. Returns (path, whether we created it).
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for f in glob.glob(os.path.join(path, "*.db")):
+            os.remove(f)
+        return path, False
+    path = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    return path, True
+
+
+def remove_multiprocess_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_dead_workers() -> None:
+    """Drop live gauges of workers that are gone (a restarted worker gets a new pid)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    pids = {int(m.group(1)) for f in os.listdir(path) if (m := _PID_FILE.search(f))}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, someone else's
+            pass
+
+
+def worker_exiting() -> None:
+    """A worker shutting down takes its live gauges (in-flight, up, circuit) with it."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
