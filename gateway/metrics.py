@@ -58,7 +58,7 @@ CACHE_RESULTS = frozenset({"HIT", "MISS", "BYPASS"})
 REFRESH_INTERVAL = 1.0  # seconds between state-gauge refreshes
 _METHODS = frozenset(HTTP_METHODS)
 # `*_created` timestamps would double the series count for no dashboard's benefit.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 _STATUS_CLASSES = {c: f"{c}xx" for c in range(1, 6)}
 
 
