@@ -85,7 +85,8 @@ class AccessLogMiddleware:
                 status = message["status"]
             await send(message)
 
-        if metrics is not None:
+        control = scope["path"] in self.control_paths
+        if metrics is not None and not control:  # a scrape does not count itself in flight
             metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
@@ -93,9 +94,9 @@ class AccessLogMiddleware:
             seconds = time.perf_counter() - started
             ctx = scope.get("state", {}).get("ctx")
             if metrics is not None:
-                metrics.in_flight.dec()
-                metrics.observe_request(ctx, scope["method"], status, seconds,
-                                        scope["path"] in self.control_paths)
+                if not control:
+                    metrics.in_flight.dec()
+                metrics.observe_request(ctx, scope["method"], status, seconds, control)
             if self.enabled:
                 access_log.info(
                     "request", method=scope["method"], path=scope["path"], status=status,
