@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +17,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.upstream import Attempt
 from tests.conftest import write_routes
 from tests.observability.stack import scrape, value
-from tests.servers import free_port
+from tests.servers import Backend, free_port
+
+StartGateway = Callable[..., Any]
 
 
 def metrics_routes(tmp_path: Path, backend: str) -> None:
@@ -36,7 +39,8 @@ def metrics_routes(tmp_path: Path, backend: str) -> None:
     ])
 
 
-def test_requests_upstreams_and_circuits_are_counted(tmp_path, backend, start_gateway):
+def test_requests_upstreams_and_circuits_are_counted(
+        tmp_path: Path, backend: Backend, start_gateway: StartGateway) -> None:
     metrics_routes(tmp_path, backend.url)
     gw = start_gateway()
     for _ in range(4):
@@ -87,7 +91,8 @@ def test_requests_upstreams_and_circuits_are_counted(tmp_path, backend, start_ga
     assert not any(name == "gateway_store_up" for name, _ in m)
 
 
-def test_reloads_and_refusals_are_counted(tmp_path, backend, start_gateway):
+def test_reloads_and_refusals_are_counted(
+        tmp_path: Path, backend: Backend, start_gateway: StartGateway) -> None:
     metrics_routes(tmp_path, backend.url)
     gw = start_gateway()
     routes = tmp_path / "routes.yaml"
@@ -106,7 +111,8 @@ def test_reloads_and_refusals_are_counted(tmp_path, backend, start_gateway):
     assert value(after, "gateway_config_reloads_total", result="success") == 1
 
 
-def test_shared_store_ping_is_reported(tmp_path, backend, start_gateway, redis_server):
+def test_shared_store_ping_is_reported(tmp_path: Path, backend: Backend,
+                                       start_gateway: StartGateway, redis_server: Any) -> None:
     metrics_routes(tmp_path, backend.url)
     gw = start_gateway(redis_url=redis_server.url)
     time.sleep(1.2)
@@ -116,7 +122,8 @@ def test_shared_store_ping_is_reported(tmp_path, backend, start_gateway, redis_s
     assert value(scrape(gw.url), "gateway_store_up", store="redis") == 0
 
 
-def test_metrics_can_be_turned_off(tmp_path, backend, start_gateway):
+def test_metrics_can_be_turned_off(
+        tmp_path: Path, backend: Backend, start_gateway: StartGateway) -> None:
     metrics_routes(tmp_path, backend.url)
     gw = start_gateway(metrics=False)
     assert gw.client.get("/ok/a").status_code == 200
@@ -154,7 +161,7 @@ def sample(metrics: GatewayMetrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def test_tenant_label_is_a_configured_tenant_or_unknown(config):
+def test_tenant_label_is_a_configured_tenant_or_unknown(config: Any) -> None:
     metrics = GatewayMetrics()
     metrics.observe_request(make_ctx(config, "acme", cache_status="HIT"), "GET", 200, 0.001,
                             False)
@@ -175,7 +182,7 @@ def test_tenant_label_is_a_configured_tenant_or_unknown(config):
     assert "stranger" not in text
 
 
-def test_attempts_give_retries_and_fallbacks(config):
+def test_attempts_give_retries_and_fallbacks(config: Any) -> None:
     metrics = GatewayMetrics()
     ctx = make_ctx(config, extra={"fallbacks": 1, "upstream_attempts": [
         Attempt("a", "http://a:1", 0.5, "timeout"),
@@ -195,7 +202,7 @@ def test_attempts_give_retries_and_fallbacks(config):
                   upstream="b", target="http://b:1") == 1
 
 
-def test_store_health_is_read_from_app_state(config):
+def test_store_health_is_read_from_app_state(config: Any) -> None:
     from gateway.config.runtime import ConfigHolder
     from gateway.upstream_health import TargetHealth
 

@@ -1,0 +1,100 @@
+"""The gateway's real log output (a `gateway serve` process, JSON lines): every line of a
+request carries its request id, the access line has its fields, no secret is ever shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import write_routes
+from tests.processes import GatewayProcess
+from tests.servers import Backend
+
+SECRETS = ["gw_abc_SECRETbearer0123", "gw_abc_SECRETapikey4567", "SECRETcookie89",
+           "gw_abc_SECRETpath", "gw_abc_SECRETquery"]
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+# Lines a process writes outside any request: start-up and shutdown.
+LIFECYCLE_LOGGERS = {"uvicorn.error"}
+LIFECYCLE_EVENTS = {"gateway_started"}
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_text().splitlines()
+    assert lines
+    return [json.loads(line) for line in lines]  # every line is one JSON object
+
+
+def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
+                                                         backend: Backend) -> None:
+    write_routes(tmp_path / "routes.yaml", {
+        "main": {"targets": [{"url": backend.url}]},
+    }, [
+        {"name": "api", "match": {"prefix": "/api"}, "upstream": "main", "rewrite": "/"},
+        # Retries and an opening circuit: log lines in the middle of a request.
+        {"name": "flaky", "match": {"path": "/flaky"}, "upstream": "main",
+         "rewrite": "/status/503", "retry": {"attempts": 2, "backoff": 0.001}},
+    ])
+    gw = GatewayProcess({"GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "info"},
+                        tmp_path).start()
+    credentials = {
+        "Authorization": f"Bearer {SECRETS[0]}", "X-API-Key": SECRETS[1],
+        "Cookie": f"session={SECRETS[2]}",
+    }
+    sent: dict[str, int] = {}
+    try:
+        with httpx.Client(base_url=gw.url, timeout=10) as client:
+            def call(request_id: str, path: str, **headers: str) -> None:
+                r = client.get(path, headers={**credentials, "X-Request-ID": request_id,
+                                              **headers})
+                if "X-Request-ID" not in headers:
+                    assert r.headers["x-request-id"] == request_id
+                sent[request_id] = r.status_code
+
+            call("req-ok", f"/api/items/{SECRETS[3]}?api_key={SECRETS[4]}",
+                 traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+            call("req-flaky", "/flaky")
+            call("req-404", f"/nowhere/{SECRETS[3]}",
+                 traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+            call("req-made-up", "/api/x", **{"X-Request-ID": "bad id with spaces"})
+    finally:
+        gw.stop()
+    assert sent["req-ok"] == 200 and sent["req-flaky"] == 502 and sent["req-404"] == 404
+
+    text = gw.log_path.read_text()
+    for secret in SECRETS:
+        assert secret not in text, f"a secret reached the log: {secret}"
+    assert "SECRET" not in text  # not even a part of one
+    lines = read_lines(gw.log_path)
+
+    ours = set(sent) - {"req-made-up"}
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        rid = line.get("request_id")
+        if rid is None:
+            assert (line.get("logger") in LIFECYCLE_LOGGERS
+                    or line["event"] in LIFECYCLE_EVENTS), f"line without request id: {line}"
+            continue
+        by_request.setdefault(rid, []).append(line)
+    others = {rid: [x["path"] for x in ls if x["event"] == "request"]
+              for rid, ls in by_request.items() if rid not in ours}
+    # The insane id was replaced by one the gateway made; the rest are start-up probes.
+    assert sorted(paths[0] for paths in others.values()).count("/api/x") == 1
+    assert all(len(rid) == 32 and len(paths) == 1 for rid, paths in others.items())
+    # The retries and the circuit were logged inside their request, with its id.
+    flaky_events = [line["event"] for line in by_request["req-flaky"]]
+    assert flaky_events.count("upstream_retry") == 2 and "request" in flaky_events
+
+    access = {rid: next(x for x in ls if x["event"] == "request")
+              for rid, ls in by_request.items()}
+    ok = access["req-ok"]
+    assert ok["route"] == "api" and ok["status"] == 200 and ok["method"] == "GET"
+    assert ok["upstream"] == backend.url and ok["trace_id"] == TRACE_ID
+    assert ok["duration_ms"] > 0 and ok["level"] == "info" and ok["timestamp"]
+    for key in ("tenant", "cache", "rate_limit_remaining"):
+        assert key in ok  # same keys on every access line; None until a policy sets them
+    assert access["req-flaky"]["status"] == 502
+    lost = access["req-404"]
+    assert lost["status"] == 404 and lost["route"] is None and lost["trace_id"] == TRACE_ID

@@ -1,0 +1,101 @@
+"""docker-compose.yml: parsed by a compose client and checked for the topology the
+observability tests run as plain processes (no Docker engine is needed for either)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any
+
+import yaml
+
+from gateway.config import load_config
+from tests.observability.stack import ROOT
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SERVICES = {"gateway", "redis", "sentiment", "classify", "prometheus", "grafana"}
+
+
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return doc
+
+
+def test_compose_client_accepts_the_file() -> None:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose not found on PATH: apt-get install docker-compose"
+    result = subprocess.run([binary, "-f", str(COMPOSE_FILE), "config", "--quiet"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run([binary, "-f", str(COMPOSE_FILE), "config", "--services"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert set(services.stdout.split()) == SERVICES
+
+
+def test_every_service_has_a_health_check_and_waits_for_what_it_needs() -> None:
+    services = compose()["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert service["healthcheck"]["test"][0] == "CMD", name
+    gateway = services["gateway"]
+    assert {k: v["condition"] for k, v in gateway["depends_on"].items()} == {
+        "redis": "service_healthy", "sentiment": "service_healthy",
+        "classify": "service_healthy"}
+    assert gateway["environment"]["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
+    assert "--workers" in gateway["command"]
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    for name in ("gateway", "sentiment", "classify"):  # one image, different commands
+        assert services[name]["build"] == "." and services[name]["image"] == "ai-gateway:local"
+    assert (ROOT / "Dockerfile").is_file()
+    # Published on loopback only.
+    for service in services.values():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), port
+
+
+def test_mounted_files_exist_and_fit_together() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+    # Prometheus loads the alert rules and scrapes every service by its compose name.
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["prometheus"]["volumes"]}
+    config_path = ROOT / mounts["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_path.read_text())
+    for rules in config["rule_files"]:
+        assert f"/etc/prometheus/{rules}" in mounts
+    scraped = {job["job_name"]: job["static_configs"][0]["targets"][0]
+               for job in config["scrape_configs"]}
+    for job in ("gateway", "sentiment", "classify"):
+        host, port = scraped[job].split(":")
+        assert host == job and port in str(services[job]["command"]) + str(
+            services[job].get("ports", ""))
+    # Grafana gets the datasource and dashboards; the datasource is the compose Prometheus.
+    grafana = {v.split(":")[1]: v.split(":")[0] for v in services["grafana"]["volumes"]
+               if v.startswith("./")}
+    datasources = ROOT / grafana["/etc/grafana/provisioning/datasources"]
+    source = yaml.safe_load((datasources / "prometheus.yml").read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090" and source["uid"] == "prometheus"
+    providers = ROOT / grafana["/etc/grafana/provisioning/dashboards"]
+    provider = yaml.safe_load((providers / "provider.yml").read_text())["providers"][0]
+    dashboards = ROOT / grafana[provider["options"]["path"]]
+    assert {p.name for p in dashboards.glob("*.json")} == {
+        "gateway-overview.json", "inference-services.json"}
+
+
+def test_compose_routes_are_the_shipped_routes_on_service_names() -> None:
+    gateway = compose()["services"]["gateway"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in gateway["volumes"]}
+    routes = ROOT / mounts[gateway["environment"]["GATEWAY_ROUTES_FILE"]]
+    policies = ROOT / mounts[gateway["environment"]["GATEWAY_POLICIES_DIR"]]
+    stack = load_config(routes, policies)
+    shipped = load_config(ROOT / "routes.yaml", ROOT / "policies")
+    assert stack.routes.keys() == shipped.routes.keys()
+    for name, route in stack.routes.items():
+        assert route.spec.model_dump(exclude={"upstream"}) == \
+            shipped.routes[name].spec.model_dump(exclude={"upstream"})
+    hosts = {t.url for g in stack.groups.values() for t in g.targets}
+    assert hosts == {"http://sentiment:8101", "http://classify:8102"}
+
