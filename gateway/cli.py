@@ -60,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logging import configure_logging
 
     settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     common = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                   access_log=False, server_header=False, log_config=None,
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
