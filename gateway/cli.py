@@ -25,8 +25,9 @@ BUNDLED_SERVICES = (
 )
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings given as command-line flags (they beat the environment)."""
+    return {
         k: v for k, v in {
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
@@ -35,7 +36,10 @@ def _settings(args: argparse.Namespace) -> Settings:
             "policies_dir": getattr(args, "policies_dir", None),
         }.items() if v is not None
     }
-    return Settings(**overrides)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(**_overrides(args))  # type: ignore[arg-type]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -66,8 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
                   proxy_headers=False)
     if settings.workers > 1:
-        # Worker processes rebuild settings from the environment: hand ours down.
-        for key, value in settings.model_dump(exclude_none=True).items():
+        # Worker processes rebuild settings from the environment (and .env): hand the
+        # command-line flags down the same way.
+        for key, value in _overrides(args).items():
             os.environ[f"GATEWAY_{key.upper()}"] = str(value)
         uvicorn.run("gateway.app:create_app_from_env", factory=True,
                     workers=settings.workers, **common)  # type: ignore[arg-type]
