@@ -43,7 +43,8 @@ def main() -> None:
             for name, url in (("direct", f"http://127.0.0.1:{up_port}/predict"),
                               ("gateway", f"http://127.0.0.1:{gw_port}/v1/bench")):
                 res = wrk(name, url, conns, args.seconds, "POST", BODY,
-                          {"Content-Type": "application/json"})
+                          {"Content-Type": "application/json"},
+                          server_pid=gw.pid if name == "gateway" else upstream.pid)
                 results[(name, conns)] = res
                 print(res.row(), flush=True)
                 time.sleep(0.5)

@@ -49,6 +49,12 @@ def start(argv: list[str], core: str, env: dict[str, str] | None = None,
                             stdout=out, stderr=out, cwd=ROOT)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -64,10 +70,14 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us: float = 0.0  # CPU of the measured server process per request, when known
 
     def row(self) -> str:
+        cpu = f"  {self.cpu_us:>6.1f} us CPU/req" if self.cpu_us else ""
         return (f"{self.name:<34} c={self.connections:<3} {self.rps:>9.0f} req/s  "
-                f"p50 {self.p50_ms:>7.3f} ms  p99 {self.p99_ms:>7.3f} ms  errors {self.errors}")
+                f"p50 {self.p50_ms:>7.3f} ms  p99 {self.p99_ms:>7.3f} ms  "
+                f"errors {self.errors}{cpu}")
 
 
 def _ms(value: str, unit: str) -> float:
@@ -75,8 +85,13 @@ def _ms(value: str, unit: str) -> float:
 
 
 def wrk(name: str, url: str, connections: int, seconds: float, method: str = "GET",
-        body: str | None = None, headers: dict[str, str] | None = None) -> Result:
-    """Run wrk pinned to the load core; one thread (a core is all it gets)."""
+        body: str | None = None, headers: dict[str, str] | None = None,
+        server_pid: int | None = None) -> Result:
+    """Run wrk pinned to the load core; one thread (a core is all it gets).
+
+    With `server_pid`, also report that process's CPU time per request: a figure that
+    other load on the machine disturbs far less than req/s.
+    """
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
     lua = f"wrk.method = {method!r}\n"
@@ -88,12 +103,15 @@ def wrk(name: str, url: str, connections: int, seconds: float, method: str = "GE
     lua += "done = function(summary, latency, requests) end\n"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(
         pinned(LOAD_CORE, ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
                            "-s", f.name, url]),
         capture_output=True, text=True, check=True,
     ).stdout
+    cpu = cpu_seconds(server_pid) - cpu0 if server_pid else 0.0
     os.unlink(f.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -105,7 +123,7 @@ def wrk(name: str, url: str, connections: int, seconds: float, method: str = "GE
     if m:
         errors += sum(int(g) for g in m.groups())
     return Result(name, connections, rps, _ms(*p50.groups()), _ms(*p99.groups()),  # type: ignore[union-attr]
-                  errors)
+                  errors, total, cpu / total * 1e6 if server_pid and total else 0.0)
 
 
 def fake_upstream(core: str = LOAD_CORE) -> tuple[subprocess.Popen[bytes], int]:

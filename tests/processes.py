@@ -96,7 +96,7 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> GatewayProcess:
-        with self.log_path.open("wb") as log:  # the child keeps its own descriptor
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"],
                                          env=self.env, cwd=self.cwd, stdout=log, stderr=log)
         wait_http(self.url + "/healthz", proc=self.proc)
