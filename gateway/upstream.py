@@ -51,6 +51,7 @@ _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server", b"x-reques
 # Answers up to this size are read whole (one write to the client, cacheable);
 # larger, unsized and SSE answers stream through.
 BUFFER_LIMIT = 256 * 1024
+READ_TIMEOUT_MARGIN = 0.5  # seconds
 
 
 # -- pure decisions ----------------------------------------------------------------------
@@ -185,9 +186,11 @@ class UpstreamClient:
                 # Bodies pass through as the upstream encoded them.
                 .gzip(False).brotli(False).zstd(False).deflate(False)
                 .connect_timeout(timedelta(seconds=route.connect_timeout))
-                # Bounds silence inside a streamed answer; the deadline for the answer's
-                # head (and for small bodies) is enforced in _send_once.
-                .read_timeout(timedelta(seconds=route.total_timeout))
+                # Bounds silence inside a streamed answer. The deadline for the answer's
+                # head (and small bodies) is _send_once's; the margin lets that deadline
+                # fire first, since the client reports a read timeout during the head as
+                # a *connect* timeout, which would make a timed-out POST look resendable.
+                .read_timeout(timedelta(seconds=route.total_timeout + READ_TIMEOUT_MARGIN))
                 # Idle sockets go before common upstream keep-alive limits (uvicorn: 5 s),
                 # so the pool does not hand out connections the upstream is closing.
                 .pool_idle_timeout(timedelta(seconds=4))
