@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 import structlog
@@ -23,19 +23,27 @@ from gateway.errors import GatewayError, problem_response
 from gateway.health import ReadinessCheck, healthz, readyz
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
+from gateway.pipeline.cache import CachePolicy
+from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
-from gateway.stores import connect_redis
+from gateway.stores import Stores, open_stores
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
 log = structlog.get_logger("gateway")
 
 
-def build_policies(settings: Settings) -> list[Policy]:
+def build_policies(settings: Settings, stores: Stores) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; rate limiting before the cache, so hits are counted too."""
-    return []
+    return [
+        RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
+        CachePolicy(stores, settings.cache_max_entry_bytes),
+    ]
+
+
+PolicyFactory = Callable[[Settings, Stores], Sequence[Policy]]
 
 
 def _request_id(request: Request) -> str:
@@ -58,13 +66,17 @@ async def _on_unhandled(request: Request, exc: Exception) -> Response:
     return response
 
 
-def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starlette:
-    """Build the gateway app. Raises ConfigError at once if the config does not load."""
+def create_app(settings: Settings, config: RuntimeConfig | None = None,
+               policies: PolicyFactory = build_policies) -> Starlette:
+    """Build the gateway app. Raises ConfigError at once if the config does not load.
+
+    `policies` builds the pipeline over the stores (tests add their own steps to it)."""
     if config is None:
         config = load_config(settings.routes_file, settings.policies_dir)
     holder = ConfigHolder(config)
     health = TargetHealth()
-    proxy = ProxyEndpoint(holder, build_policies(settings), upstream=None)  # type: ignore[arg-type]
+    stores = open_stores(settings)  # memory, or Redis when GATEWAY_REDIS_URL is set
+    proxy = ProxyEndpoint(holder, policies(settings, stores), upstream=None)  # type: ignore[arg-type]
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
                               settings.reload_interval)
 
@@ -72,6 +84,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         return True, f"generation {holder.generation}, {len(holder.current.routes)} routes"
 
     readiness: dict[str, ReadinessCheck] = {"config": config_ready}
+    if stores.redis is not None:
+        readiness["redis"] = stores.breaker.check
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,10 +93,11 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
                                         shadow_max_in_flight=settings.shadow_max_in_flight)
         control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.
-        app.state.redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        app.state.redis = stores.redis
         tasks = [
             asyncio.create_task(reloader.run(), name="config-reload"),
             asyncio.create_task(health.run_checks(holder, control), name="health-checks"),
+            asyncio.create_task(stores.refresh_forever(), name="inflight-refresh"),
         ]
         log.info("gateway_started", routes=len(holder.current.routes),
                  routes_file=str(settings.routes_file))
@@ -94,8 +109,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             await asyncio.gather(*tasks, return_exceptions=True)
             await proxy.upstream.close()
             await control.aclose()
-            if app.state.redis is not None:
-                await app.state.redis.aclose()
+            await stores.aclose()
 
     app = Starlette(
         routes=[
@@ -119,6 +133,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
     app.state.reloader = reloader
     app.state.target_health = health
     app.state.readiness_checks = readiness
+    app.state.stores = stores
+    app.state.store_health = stores.breaker  # .degraded, .degraded_seconds_total
     return app
 
 
