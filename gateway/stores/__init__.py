@@ -30,12 +30,12 @@ REDIS_CONNECT_TIMEOUT = 0.25
 REDIS_MAX_CONNECTIONS = 256
 
 
-def connect_redis(url: str) -> aioredis.Redis:
+def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
     """An asyncio Redis client for `url` (no I/O until first use)."""
     return aioredis.Redis.from_url(
         url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=timeout or REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=timeout or REDIS_CONNECT_TIMEOUT,
         max_connections=REDIS_MAX_CONNECTIONS,
         health_check_interval=0,
         decode_responses=False,
@@ -126,7 +126,9 @@ def open_stores(settings: Settings) -> Stores:
         )
     from gateway.stores.redis import RedisCacheStore, RedisInFlightStore
 
-    client = connect_redis(settings.redis_url)
+    # The timeout bounds Redis *and* this process' event-loop lag: under a burst, a reply
+    # can sit unread for a few hundred ms, which must not read as an outage.
+    client = connect_redis(settings.redis_url, settings.store_timeout)
     url = settings.redis_url
     uri = "async+" + url if url.startswith("redis") else "async+redis+" + url  # unix://
     storage = storage_from_string(
