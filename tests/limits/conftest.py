@@ -144,10 +144,10 @@ class ReplicaProcess(GatewayProcess):
 
 
 async def fire(urls: Sequence[str], n: int, path: str, headers: dict[str, str],
-               timeout: float = 30) -> list[httpx.Response]:
+               request_timeout: float = 30) -> list[httpx.Response]:
     """Send n requests at once, round-robin over `urls`; all answers, in order."""
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=request_timeout, limits=limits) as client:
         return list(await asyncio.gather(*(
             client.get(urls[i % len(urls)] + path, headers=headers) for i in range(n))))
 
