@@ -18,8 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import LOAD_CORE, GATEWAY_CORE, Result, fake_upstream, free_port, start, stop, \
-    wait_port, wrk
+from harness import (
+    GATEWAY_CORE,
+    LOAD_CORE,
+    Result,
+    fake_upstream,
+    free_port,
+    start,
+    stop,
+    wait_port,
+    wrk,
+)
 
 ROUTES = """\
 version: 1

@@ -51,15 +51,24 @@ TOO_MANY = "rate limit of {limit} exceeded"
 TOO_MANY_IN_FLIGHT = "more than {limit} requests in flight"
 
 
-async def _all(calls: list[Awaitable[Any]]) -> list[Any]:
-    """Await several store calls concurrently (one round trip of wall time); errors are
-    returned, not raised, so a slot taken alongside a failure is still released."""
-    if len(calls) == 1:
-        try:
-            return [await calls[0]]
-        except StoreUnavailable as exc:
-            return [exc]
-    return list(await asyncio.gather(*calls, return_exceptions=True))
+async def _all(calls: list[Awaitable[Any]], parallel: bool) -> list[Any]:
+    """Await several store calls; errors are returned, not raised, so a slot taken
+    alongside a failure is still released. On Redis they run concurrently (one round
+    trip of wall time); in memory one after the other, since tasks would cost more
+    than the calls themselves."""
+    if parallel and len(calls) > 1:
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+    results: list[Any] = []
+    try:
+        for call in calls:
+            try:
+                results.append(await call)
+            except StoreUnavailable as exc:
+                results.append(exc)
+    finally:
+        for call in calls[len(results) + 1:]:  # after an unexpected error: never awaited
+            call.close()  # type: ignore[attr-defined]
+    return results
 
 
 def _seconds_until(stats: WindowStats, item: RateLimitItem, now: float) -> int:
@@ -79,6 +88,7 @@ class RateLimitPolicy(Policy):
         self.limiter = stores.limiter
         self.call = stores.breaker.call
         self.fail_closed = fail_closed
+        self.parallel = stores.redis is not None
 
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         if ctx.principal is None:
@@ -105,7 +115,7 @@ class RateLimitPolicy(Policy):
         ]
         if limits.max_in_flight is not None:
             calls.append(self._acquire(ctx, tenant, limits.max_in_flight))
-        results = await _all(calls)
+        results = await _all(calls, self.parallel)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -120,7 +130,7 @@ class RateLimitPolicy(Policy):
                 self._refuse(ctx, limits, checks, stats, item, st, now)
         hits = await _all([
             self.call(partial(lim.hit, item, *ids, cost=cost)) for item, ids in checks
-        ])
+        ], self.parallel)
         for (item, ids), ok in zip(checks, hits, strict=True):
             if isinstance(ok, BaseException):
                 raise ok
