@@ -3,7 +3,8 @@
     python bench/bench_limits.py [--seconds 10]
 
 Cases, one gateway worker pinned to its core, wrk and the fake upstream on the other:
-  - c=1: no limits vs rate limiting on memory vs on Redis (target: Redis adds <= 0.5 ms p50)
+  - c=1: no limits vs rate limiting on memory vs on Redis (target: Redis adds <= 0.5 ms p50),
+         then the same with an in-flight cap too (one more Redis call, plus the release)
   - c=64: proxied miss (route without cache) vs memory cache hit (target: hit >= 2x faster)
 
 Until authentication is merged the tenant comes from the test-only `X-Test-Tenant` step,
@@ -46,8 +47,9 @@ routes:
     cache: {ttl: 3600}
 """
 # Large enough never to refuse during a run: the figures are the cost of counting.
-TIERS = 'version: 1\ntiers:\n  bench: {rate: "100000000/hour", max_in_flight: 10000}\n'
-TENANTS = "version: 1\ntenants:\n  limited: {tier: bench}\n  free: {}\n"
+TIERS = ('version: 1\ntiers:\n  bench: {rate: "100000000/hour"}\n'
+         '  capped: {rate: "100000000/hour", max_in_flight: 10000}\n')
+TENANTS = "version: 1\ntenants:\n  limited: {tier: bench}\n  capped: {tier: capped}\n  free: {}\n"
 BODY = '{"text": "I love this product, it works great"}'
 
 
@@ -102,15 +104,16 @@ def main() -> None:
                                          s, "free")
                 results[store] = run(f"rate limited ({store}), c=1", base + "/v1/plain", 1, s,
                                      "limited")
+                results[store + "+cap"] = run(f"rate + in-flight cap ({store}), c=1",
+                                              base + "/v1/plain", 1, s, "capped")
             finally:
                 stop(gw)
     finally:
         stop(upstream, redis)
     print()
-    for store in ("memory", "redis"):
-        print(f"rate limiting on {store}: adds "
-              f"{results[store].p50_ms - results['off'].p50_ms:.3f} ms p50 at c=1 "
-              f"(target for redis: <= 0.5 ms)")
+    for case in ("memory", "redis", "memory+cap", "redis+cap"):
+        print(f"{case}: adds {results[case].p50_ms - results['off'].p50_ms:.3f} ms p50 at c=1 "
+              f"(target for rate limiting on redis: <= 0.5 ms)")
     print(f"cache hit vs proxied miss at c=64: {results['hit'].rps / results['miss'].rps:.2f}x "
           f"throughput, p50 {results['miss'].p50_ms / results['hit'].p50_ms:.2f}x faster "
           f"(target >= 2x)")
