@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -27,19 +27,27 @@ from gateway.logging import flush_logs
 from gateway.metrics import GatewayMetrics, forget_dead_workers, worker_exiting
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
+from gateway.pipeline.cache import CachePolicy
+from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
-from gateway.stores import connect_redis
+from gateway.stores import Stores, open_stores
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
 log = structlog.get_logger("gateway")
 
 
-def build_policies(settings: Settings) -> list[Policy]:
+def build_policies(settings: Settings, stores: Stores) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; rate limiting before the cache, so hits are counted too."""
-    return []
+    return [
+        RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
+        CachePolicy(stores, settings.cache_max_entry_bytes),
+    ]
+
+
+PolicyFactory = Callable[[Settings, Stores], Sequence[Policy]]
 
 
 async def _flush_logs_periodically(interval: float = 0.2) -> None:
@@ -98,13 +106,17 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starlette:
-    """Build the gateway app. Raises ConfigError at once if the config does not load."""
+def create_app(settings: Settings, config: RuntimeConfig | None = None,
+               policies: PolicyFactory = build_policies) -> Starlette:
+    """Build the gateway app. Raises ConfigError at once if the config does not load.
+
+    `policies` builds the pipeline over the stores (tests add their own steps to it)."""
     if config is None:
         config = load_config(settings.routes_file, settings.policies_dir)
     holder = ConfigHolder(config)
     health = TargetHealth()
-    proxy = ProxyEndpoint(holder, build_policies(settings), upstream=None)  # type: ignore[arg-type]
+    stores = open_stores(settings)  # memory, or Redis when GATEWAY_REDIS_URL is set
+    proxy = ProxyEndpoint(holder, policies(settings, stores), upstream=None)  # type: ignore[arg-type]
     metrics = GatewayMetrics(enabled=settings.metrics)
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
                               settings.reload_interval, on_reload=metrics.observe_reload)
@@ -113,6 +125,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         return True, f"generation {holder.generation}, {len(holder.current.routes)} routes"
 
     readiness: dict[str, ReadinessCheck] = {"config": config_ready}
+    if stores.redis is not None:
+        readiness["redis"] = stores.breaker.check
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,11 +134,12 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
                                         shadow_max_in_flight=settings.shadow_max_in_flight)
         http_control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.
-        app.state.redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        app.state.redis = stores.redis
         tasks = [
             asyncio.create_task(_flush_logs_periodically(), name="log-flush"),
             asyncio.create_task(reloader.run(), name="config-reload"),
             asyncio.create_task(health.run_checks(holder, http_control), name="health-checks"),
+            asyncio.create_task(stores.refresh_forever(), name="inflight-refresh"),
         ]
         if settings.metrics:
             forget_dead_workers()
@@ -139,8 +154,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             await asyncio.gather(*tasks, return_exceptions=True)
             await proxy.upstream.close()
             await http_control.aclose()
-            if app.state.redis is not None:
-                await app.state.redis.aclose()
+            await stores.aclose()
             worker_exiting()
 
     control = [
@@ -172,6 +186,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
     app.state.target_health = health
     app.state.metrics = metrics
     app.state.readiness_checks = readiness
+    app.state.stores = stores
+    app.state.store_health = stores.breaker  # .degraded, .degraded_seconds_total
     return app
 
 

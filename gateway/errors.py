@@ -11,6 +11,7 @@
     ├── RateLimited               429  over a rate limit or concurrency cap (adds Retry-After)
     ├── UpstreamError             502  upstream refused, dropped, or answered 5xx after retries
     ├── ServiceUnavailable        503  no healthy upstream, circuit open, store down (Retry-After)
+    │   └── StoreUnavailable      503  shared state store (Redis) down or its breaker open
     └── UpstreamTimeout           504  upstream did not answer within the route's timeout
 
 Foreign errors (the upstream client's, httpx's, redis') are mapped into this tree at one
@@ -133,6 +134,13 @@ class ServiceUnavailable(GatewayError):
     def __init__(self, detail: str | None = None, *, retry_after: int = 1):
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
         self.retry_after = max(1, retry_after)
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """Raised by a store when Redis fails or its breaker is open; policies decide what it
+    means (fail open: serve unlimited; fail closed: answer 503)."""
+
+    title = "State store unavailable"
 
 
 class UpstreamTimeout(GatewayError):

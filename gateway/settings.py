@@ -51,6 +51,22 @@ class Settings(BaseSettings):
     # Prometheus metrics at /metrics; off only to measure what they cost.
     metrics: bool = True
 
+    # -- Rate limits, concurrency caps, response cache (docs/rate-limits.md, docs/cache.md) --
+    # Storage is chosen by redis_url: None keeps counters and cache in this process.
+    # moving-window is exact for every window; the others trade exactness for memory.
+    rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
+        "moving-window")
+    # Store down (Redis unreachable or its breaker open): serve unlimited, or answer 503.
+    store_fail_mode: Literal["open", "closed"] = "open"
+    store_breaker_failures: int = Field(3, ge=1, description="consecutive errors that open it")
+    store_breaker_cooldown: float = Field(1.0, gt=0, le=300, description="seconds before a probe")
+    store_max_in_flight: int = Field(64, ge=1, description="concurrent Redis calls (< pool)")
+    store_timeout: float = Field(1.0, gt=0, le=30, description="seconds per Redis call")
+    # A replica's in-flight slots live this long unless refreshed; a crashed one's expire.
+    inflight_slot_ttl: float = Field(30.0, ge=1, le=3600)
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0, description="memory cache, all entries")
+    cache_max_entry_bytes: int = Field(1024 * 1024, ge=0, description="larger answers not cached")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.redis_url is not None and not self.redis_url.startswith(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gateway.config.limits import compile_limits
 from gateway.config.models import RoutesFile, TenantsFile, TiersFile
 from gateway.config.runtime import (
     CompiledGroup,
@@ -114,4 +115,5 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         tiers=tiers.tiers,
         tenants=tenants.tenants,
         sources=tuple(sources),
+        limits=compile_limits(tiers.tiers, tenants.tenants, {r.name: r.cost for r in doc.routes}),
     )

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.config.limits import EMPTY_LIMITS, LimitsTable
 from gateway.config.models import (
     IDEMPOTENT_METHODS,
     CircuitBreaker,
@@ -203,6 +204,7 @@ class RuntimeConfig:
     tenants: dict[str, Tenant]
     sources: tuple[str, ...]
     loaded_at: float = field(default_factory=time.time)
+    limits: LimitsTable = EMPTY_LIMITS  # (tenant, route) -> effective limits, precomputed
 
 
 class ConfigHolder:

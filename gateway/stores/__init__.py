@@ -2,12 +2,27 @@
 
 `connect_redis(url)` is the one place a Redis client is configured: short timeouts so a
 dead Redis costs milliseconds, not seconds, and a pool sized for the gateway's
-concurrency. Redis errors are mapped to gateway errors inside each store, never above.
+concurrency. Redis errors are mapped to gateway errors inside each store, never above
+(`StoreBreaker.call` does it for the stores here).
+
+`open_stores(settings)` picks the implementations: memory when `GATEWAY_REDIS_URL` is
+unset, Redis otherwise. It does no I/O; `Stores.start()` runs in the app's lifespan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
 import redis.asyncio as aioredis
+
+if TYPE_CHECKING:
+    from limits.aio.strategies import RateLimiter
+
+    from gateway.settings import Settings
+    from gateway.stores.breaker import StoreBreaker
 
 # Fail fast: the stores' own circuit breakers decide what an outage means for requests.
 REDIS_SOCKET_TIMEOUT = 0.25
@@ -15,13 +30,122 @@ REDIS_CONNECT_TIMEOUT = 0.25
 REDIS_MAX_CONNECTIONS = 256
 
 
-def connect_redis(url: str) -> aioredis.Redis:
+def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
     """An asyncio Redis client for `url` (no I/O until first use)."""
     return aioredis.Redis.from_url(
         url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        socket_timeout=timeout or REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=timeout or REDIS_CONNECT_TIMEOUT,
         max_connections=REDIS_MAX_CONNECTIONS,
         health_check_interval=0,
         decode_responses=False,
+    )
+
+
+class CacheStore(Protocol):
+    """Response cache entries: opaque bytes under a key, gone after their TTL."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class InFlightStore(Protocol):
+    """Counts requests in progress per key (tenant) against a cap.
+
+    `acquire` returns a slot id, or None when `limit` slots are taken; `release` frees it.
+    A slot not released (crashed replica) expires `ttl` seconds after its last refresh;
+    `refresh` extends the live slots this process holds, (slot, key) pairs, periodically.
+    """
+
+    async def acquire(self, key: str, limit: int) -> str | None: ...
+
+    async def release(self, key: str, slot: str) -> None: ...
+
+    async def count(self, key: str) -> int: ...
+
+    async def refresh(self, slots: Sequence[tuple[str, str]]) -> None: ...
+
+
+@dataclass(slots=True)
+class Stores:
+    """Every store the policies use, with the breaker guarding them (one per process)."""
+
+    kind: str  # "memory" | "redis"
+    limiter: RateLimiter
+    inflight: InFlightStore
+    cache: CacheStore
+    breaker: StoreBreaker
+    redis: aioredis.Redis | None
+    slot_ttl: float
+    live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
+
+    async def refresh_forever(self) -> None:
+        """Keep this process's in-flight slots alive (lifespan task)."""
+        import asyncio
+
+        from gateway.errors import StoreUnavailable
+
+        while True:
+            await asyncio.sleep(self.slot_ttl / 3)
+            try:
+                if self.live_slots:
+                    await self.breaker.call(
+                        partial(self.inflight.refresh, list(self.live_slots.items())))
+            except StoreUnavailable:
+                pass  # slots expire on their own; acquire again after the outage
+
+    async def aclose(self) -> None:
+        await self.breaker.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def open_stores(settings: Settings) -> Stores:
+    """Memory stores, or Redis ones sharing one client and one breaker (no I/O here)."""
+    from limits.storage import storage_from_string
+
+    from gateway.pipeline.rate_limit import STRATEGIES
+    from gateway.stores.breaker import StoreBreaker
+
+    strategy = STRATEGIES[settings.rate_limit_strategy]
+    if settings.redis_url is None:
+        from gateway.stores.memory import MemoryCacheStore, MemoryInFlightStore
+
+        return Stores(
+            kind="memory",
+            limiter=strategy(storage_from_string("async+memory://")),
+            inflight=MemoryInFlightStore(),
+            cache=MemoryCacheStore(settings.cache_max_bytes),
+            breaker=StoreBreaker("memory", settings.store_breaker_failures,
+                                 settings.store_breaker_cooldown, settings.store_max_in_flight),
+            redis=None,
+            slot_ttl=settings.inflight_slot_ttl,
+        )
+    from gateway.stores.redis import RedisCacheStore, RedisInFlightStore
+
+    # The timeout bounds Redis *and* this process' event-loop lag: under a burst, a reply
+    # can sit unread for a few hundred ms, which must not read as an outage.
+    client = connect_redis(settings.redis_url, settings.store_timeout)
+    url = settings.redis_url
+    uri = "async+" + url if url.startswith("redis") else "async+redis+" + url  # unix://
+    storage = storage_from_string(
+        uri, implementation="redispy",
+        connection_pool=client.connection_pool,  # type: ignore[arg-type]
+        wrap_exceptions=True,
+        key_prefix="gw:rl",
+    )
+    return Stores(
+        kind="redis",
+        limiter=strategy(storage),
+        inflight=RedisInFlightStore(client, settings.inflight_slot_ttl),
+        cache=RedisCacheStore(client),
+        breaker=StoreBreaker("redis", settings.store_breaker_failures,
+                             settings.store_breaker_cooldown,
+                             min(settings.store_max_in_flight, REDIS_MAX_CONNECTIONS - 16),
+                             probe=client.ping),
+        redis=client,
+        slot_ttl=settings.inflight_slot_ttl,
     )

@@ -1,0 +1,133 @@
+"""The response cache policy: look up before the upstream, store after, coalesce misses.
+
+    on_request   no-cache/no-store from the client → BYPASS (no lookup);
+                 stored entry → HIT (the pipeline stops, the upstream is not called);
+                 an identical request already on its way upstream → wait for its answer;
+                 else MISS, and this request leads: the ones that arrive meanwhile wait.
+    on_response  store a storable answer (see `cache_entry.storable_ttl`) and hand it to
+                 the waiting requests; an unstorable one releases them to go upstream.
+
+Coalescing is per process (a dict of futures keyed by cache key): across N replicas, up
+to N identical misses reach the upstream, one per replica, then all hit the shared
+entry. A store outage makes every request a BYPASS; the cache never fails a request.
+Every answer of a cached route carries X-Cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from gateway.cache_entry import (
+    CachedAnswer,
+    answer_for_storage,
+    cache_directives,
+    decode_entry,
+    encode_entry,
+    storable_ttl,
+)
+from gateway.cache_key import ANONYMOUS_SCOPE, SHARED_SCOPE, body_digest, cache_key
+from gateway.context import RequestContext
+from gateway.errors import StoreUnavailable
+from gateway.pipeline import Policy
+from gateway.proxy_response import ProxyResponse
+from gateway.stores import Stores
+
+CACHEABLE_METHODS = frozenset({"GET", "HEAD", "POST"})
+HIT, MISS, BYPASS = b"HIT", b"MISS", b"BYPASS"
+
+
+@dataclass(slots=True)
+class _Lookup:
+    """This request's cache state, from on_request to on_response."""
+
+    key: str
+    ttl: float
+    store: bool  # whether its answer may be stored
+    flight: asyncio.Future[CachedAnswer | None] | None = None  # set when it leads
+
+
+class CachePolicy(Policy):
+    """Caches whole 2xx answers of routes with `cache:` in routes.yaml."""
+
+    name = "cache"
+
+    def __init__(self, stores: Stores, max_entry_bytes: int):
+        self.store = stores.cache
+        self.call = stores.breaker.call
+        self.max_entry_bytes = max_entry_bytes
+        self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
+
+    async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
+        spec = ctx.route.spec.cache
+        if spec is None or not spec.enabled or ctx.method not in CACHEABLE_METHODS:
+            return None
+        if spec.shared:
+            scope = SHARED_SCOPE
+        else:
+            scope = ctx.principal.tenant_id if ctx.principal is not None else ANONYMOUS_SCOPE
+        vary = [(name.lower(), ctx.header(name.lower().encode())) for name in spec.vary]
+        digest = body_digest(ctx.body or b"", ctx.header(b"content-type"))
+        key = cache_key(scope, ctx.route.name, ctx.method, ctx.path, ctx.query, vary, digest)
+        asked = cache_directives(ctx.header(b"cache-control"))
+        lookup = _Lookup(key, spec.ttl, store="no-store" not in asked)
+        ctx.extra["cache"] = lookup
+        if "no-cache" in asked or "no-store" in asked:
+            return self._status(ctx, BYPASS)
+        try:
+            raw = await self.call(lambda: self.store.get(key))
+        except StoreUnavailable:
+            lookup.store = False
+            return self._status(ctx, BYPASS)
+        entry = decode_entry(raw) if raw is not None else None
+        if entry is not None:
+            self._status(ctx, HIT)
+            return entry.to_response()
+        return await self._coalesce(ctx, lookup)
+
+    async def _coalesce(self, ctx: RequestContext, lookup: _Lookup) -> ProxyResponse | None:
+        leader = self.flights.get(lookup.key)
+        if leader is None:
+            flight = asyncio.get_running_loop().create_future()
+            self.flights[lookup.key] = lookup.flight = flight
+            ctx.cleanups.append(lambda: self._land(lookup, None))  # however the leader ends
+            return self._status(ctx, MISS)
+        budget = ctx.route.total_timeout * (1 + ctx.route.retry.attempts) + 1.0
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(leader), budget)
+        except TimeoutError:
+            answer = None
+        if answer is None:  # the leader failed or its answer may not be shared: go alone
+            return self._status(ctx, MISS)
+        self._status(ctx, HIT)
+        return answer.to_response()
+
+    async def on_response(self, ctx: RequestContext, response: ProxyResponse) -> None:
+        lookup: _Lookup | None = ctx.extra.get("cache")
+        if lookup is None or response.source != "upstream":
+            return
+        ttl = storable_ttl(response, lookup.ttl, self.max_entry_bytes) if lookup.store else 0.0
+        answer = answer_for_storage(response) if ttl > 0 else None
+        await self._land(lookup, answer)
+        if answer is not None:
+            entry = encode_entry(answer)
+            # A store outage only costs the next request a miss.
+            with contextlib.suppress(StoreUnavailable):
+                await self.call(lambda: self.store.set(lookup.key, entry, ttl))
+
+    async def _land(self, lookup: _Lookup, answer: CachedAnswer | None) -> None:
+        """Hand the leader's answer (or None) to the requests waiting on it, once."""
+        flight = lookup.flight
+        if flight is None:
+            return
+        lookup.flight = None
+        if self.flights.get(lookup.key) is flight:
+            del self.flights[lookup.key]
+        if not flight.done():
+            flight.set_result(answer)
+
+    @staticmethod
+    def _status(ctx: RequestContext, status: bytes) -> None:
+        ctx.cache_status = status.decode()
+        ctx.response_headers.append((b"x-cache", status))

@@ -1,0 +1,132 @@
+"""A circuit breaker around the shared state store, and the record of its health.
+
+    closed ──(N consecutive failures)──> open ──(cool-down, background PING ok)──> closed
+                                          └───(PING fails)──> open for another cool-down
+
+While open, every store call fails at once with `StoreUnavailable`, so a dead Redis costs
+requests nothing but a function call; the policies then fail open or closed as the
+operator chose. No request ever waits on the probe: it runs as a background task.
+
+The breaker is also where store errors become gateway errors (redis-py's, `limits`'
+`StorageError`, socket errors), and where concurrent Redis calls are bounded below the
+connection pool's size (redis-py raises MaxConnectionsError instead of queueing).
+`degraded` and `degraded_seconds_total` are read by /readyz and exported as metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+
+from gateway.errors import StoreUnavailable
+
+log = structlog.get_logger("gateway.stores")
+
+T = TypeVar("T")
+STORE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
+
+
+class StoreBreaker:
+    """Guards every call to one store; use one per Redis, shared by all its stores."""
+
+    def __init__(self, name: str, failures: int, cooldown: float, max_in_flight: int,
+                 probe: Callable[[], Awaitable[object]] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.threshold = failures
+        self.cooldown = cooldown
+        self.probe = probe
+        self.clock = clock
+        self._gate = asyncio.Semaphore(max_in_flight)
+        self._failures = 0
+        self._opened_at: float | None = None  # start of the current outage
+        self._retry_at = 0.0
+        self._probing: asyncio.Task[None] | None = None
+        self._degraded_before = 0.0  # seconds of outages that have ended
+        self.last_error = ""
+
+    @property
+    def degraded(self) -> bool:
+        """True while the breaker is open: the store is skipped."""
+        return self._opened_at is not None
+
+    @property
+    def degraded_seconds_total(self) -> float:
+        """Seconds spent degraded since start, including the outage under way (a counter)."""
+        current = self.clock() - self._opened_at if self._opened_at is not None else 0.0
+        return self._degraded_before + current
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one store operation, or raise StoreUnavailable without waiting if open."""
+        if self._opened_at is not None:
+            self._maybe_probe()
+            raise StoreUnavailable(f"{self.name} is unavailable: {self.last_error}",
+                                   retry_after=max(1, round(self.cooldown)))
+        try:
+            async with self._gate:
+                result = await fn()
+        except STORE_ERRORS as exc:
+            self._record_failure(exc)
+            raise StoreUnavailable(f"{self.name} is unavailable",
+                                   retry_after=max(1, round(self.cooldown))) from None
+        self._failures = 0
+        return result
+
+    async def check(self) -> tuple[bool, str]:
+        """A readiness check: not ready while open; otherwise one PING through the breaker."""
+        if self._opened_at is not None:
+            return False, f"breaker open: {self.last_error}"
+        if self.probe is not None:
+            try:
+                await self.call(self.probe)
+            except StoreUnavailable:
+                return False, f"unreachable: {self.last_error}"
+        return True, "ok"
+
+    def _record_failure(self, exc: BaseException) -> None:
+        self.last_error = type(getattr(exc, "storage_error", exc)).__name__
+        self._failures += 1
+        if self._failures >= self.threshold and self._opened_at is None:
+            self._opened_at = self.clock()
+            self._retry_at = self._opened_at + self.cooldown
+            log.warning("store_breaker_open", store=self.name, error=self.last_error,
+                        cooldown=self.cooldown)
+
+    def _close(self) -> None:
+        if self._opened_at is not None:
+            outage = self.clock() - self._opened_at
+            self._degraded_before += outage
+            log.info("store_breaker_closed", store=self.name, outage_seconds=round(outage, 3))
+        self._opened_at = None
+        self._failures = 0
+
+    def _maybe_probe(self) -> None:
+        if self.clock() < self._retry_at or (self._probing and not self._probing.done()):
+            return
+        if self.probe is None:
+            self._close()  # nothing to probe with: let the next real call try
+            return
+        self._retry_at = self.clock() + self.cooldown
+        self._probing = asyncio.get_running_loop().create_task(self._probe_once())
+
+    async def _probe_once(self) -> None:
+        assert self.probe is not None
+        try:
+            async with self._gate:
+                await self.probe()
+        except STORE_ERRORS as exc:
+            self.last_error = type(exc).__name__
+            self._retry_at = self.clock() + self.cooldown
+            return
+        self._close()
+
+    async def aclose(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)

@@ -1,0 +1,88 @@
+"""In-process stores: the one-machine default. Exact within one process, shared by none.
+
+Both are plain dicts touched only from the event loop, so no locks are needed: every
+method runs to completion without awaiting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+
+class MemoryCacheStore:
+    """An LRU bounded in bytes (keys + values), with a TTL per entry.
+
+    Expired entries are dropped when read or when they reach the cold end; an entry
+    larger than the whole budget is never stored.
+    """
+
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic):
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.size = 0
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        expires, value = found
+        if expires <= self.clock():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        cost = len(key) + len(value)
+        if cost > self.max_bytes:
+            return
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = (self.clock() + ttl, value)
+        self.size += cost
+        while self.size > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    async def delete(self, key: str) -> None:
+        if key in self._entries:
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        _, value = self._entries.pop(key)
+        self.size -= len(key) + len(value)
+
+
+class MemoryInFlightStore:
+    """In-flight counts per key. Slots never expire: a crashed process takes them along."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, set[str]] = {}
+        self._ids = itertools.count()
+
+    async def acquire(self, key: str, limit: int) -> str | None:
+        slots = self._slots.setdefault(key, set())
+        if len(slots) >= limit:
+            return None
+        slot = str(next(self._ids))
+        slots.add(slot)
+        return slot
+
+    async def release(self, key: str, slot: str) -> None:
+        slots = self._slots.get(key)
+        if slots is not None:
+            slots.discard(slot)
+            if not slots:
+                del self._slots[key]
+
+    async def count(self, key: str) -> int:
+        return len(self._slots.get(key, ()))
+
+    async def refresh(self, slots: Sequence[tuple[str, str]]) -> None:
+        return None  # memory slots live exactly as long as their process
