@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from gateway.auth.oauth import OAuthEndpoints
+from gateway.auth.service import AuthService
 from gateway.config import load_config
 from gateway.config.reload import ConfigReloader
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
@@ -23,6 +25,8 @@ from gateway.errors import GatewayError, problem_response
 from gateway.health import ReadinessCheck, healthz, readyz
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
+from gateway.pipeline.authenticate import AuthenticatePolicy
+from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
 from gateway.stores import connect_redis
@@ -32,10 +36,10 @@ from gateway.upstream_health import TargetHealth
 log = structlog.get_logger("gateway")
 
 
-def build_policies(settings: Settings) -> list[Policy]:
+def build_policies(settings: Settings, auth: AuthService) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; rate limiting before the cache, so hits are counted too."""
-    return []
+    return [AuthenticatePolicy(auth), AuthorizePolicy()]
 
 
 def _request_id(request: Request) -> str:
@@ -64,14 +68,17 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         config = load_config(settings.routes_file, settings.policies_dir)
     holder = ConfigHolder(config)
     health = TargetHealth()
-    proxy = ProxyEndpoint(holder, build_policies(settings), upstream=None)  # type: ignore[arg-type]
+    auth = AuthService(settings)  # loads (or creates) the signing key: fails fast
+    proxy = ProxyEndpoint(holder, build_policies(settings, auth),
+                          upstream=None)  # type: ignore[arg-type]
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
                               settings.reload_interval)
 
     async def config_ready() -> tuple[bool, str]:
         return True, f"generation {holder.generation}, {len(holder.current.routes)} routes"
 
-    readiness: dict[str, ReadinessCheck] = {"config": config_ready}
+    readiness: dict[str, ReadinessCheck] = {"config": config_ready,
+                                            "credentials": auth.ready}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -82,6 +89,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.
         app.state.redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        await auth.start(app.state.redis, control)
         tasks = [
             asyncio.create_task(reloader.run(), name="config-reload"),
             asyncio.create_task(health.run_checks(holder, control), name="health-checks"),
@@ -94,6 +102,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await auth.close()
             await proxy.upstream.close()
             await control.aclose()
             if app.state.redis is not None:
@@ -103,6 +112,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *OAuthEndpoints(auth, holder).routes(),
             Mount("", app=proxy),
         ],
         middleware=[
@@ -121,6 +131,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
     app.state.reloader = reloader
     app.state.target_health = health
     app.state.readiness_checks = readiness
+    app.state.auth = auth
     return app
 
 
