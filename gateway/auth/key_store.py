@@ -50,8 +50,8 @@ class KeyStore(Protocol):
 
     def key(self, key_id: str) -> ApiKeyRecord | None: ...
     def client(self, client_id: str) -> OAuthClientRecord | None: ...
-    def keys(self) -> list[ApiKeyRecord]: ...
-    def clients(self) -> list[OAuthClientRecord]: ...
+    def list_keys(self) -> list[ApiKeyRecord]: ...
+    def list_clients(self) -> list[OAuthClientRecord]: ...
     def stale_for(self, now: float) -> float: ...
     async def refresh(self) -> bool: ...
     async def put_key(self, record: ApiKeyRecord) -> None: ...
@@ -73,10 +73,10 @@ class _Snapshot:
     def client(self, client_id: str) -> OAuthClientRecord | None:
         return self._clients.get(client_id)
 
-    def keys(self) -> list[ApiKeyRecord]:
+    def list_keys(self) -> list[ApiKeyRecord]:
         return sorted(self._keys.values(), key=lambda r: r.created)
 
-    def clients(self) -> list[OAuthClientRecord]:
+    def list_clients(self) -> list[OAuthClientRecord]:
         return sorted(self._clients.values(), key=lambda r: r.created)
 
     def stale_for(self, now: float) -> float:
@@ -95,8 +95,8 @@ async def watch(store: KeyStore, interval: float) -> None:
     while True:
         try:
             if await store.refresh():
-                log.info("credentials_reloaded", keys=len(store.keys()),
-                         clients=len(store.clients()))
+                log.info("credentials_reloaded", keys=len(store.list_keys()),
+                         clients=len(store.list_clients()))
             if failing:
                 log.info("credential_store_recovered")
             failing = False

@@ -95,8 +95,9 @@ class AuthService:
             return False, "not started"
         age = self.store.stale_for(time.monotonic())
         ok = age <= self.settings.key_store_max_staleness
-        return ok, f"{len(self.store.keys())} keys, {len(self.store.clients())} clients, " \
-                   f"checked {age:.2f}s ago"
+        store = self.store
+        return ok, (f"{len(store.list_keys())} keys, {len(store.list_clients())} clients, "
+                    f"checked {age:.2f}s ago")
 
     # -- request path --
     def _live_store(self) -> KeyStore:

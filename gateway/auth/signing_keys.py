@@ -70,12 +70,16 @@ def _write_new_key(directory: Path) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = directory / f"{name}.pem"
-    n = 1
-    while path.exists():  # two rotations in one second
-        path, n = directory / f"{name}-{n}.pem", n + 1
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Named by creation time to the nanosecond, fixed width: name order is age order.
+    ns = time.time_ns()
+    while True:
+        name = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 10**9))
+        path = directory / f"{name}.{ns % 10**9:09d}Z.pem"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            ns += 1
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     return path
@@ -98,7 +102,9 @@ class SigningKeys:
     def load(self) -> None:
         """Read the keys; create the first one if there is none (the one-machine default)."""
         if not self.path.is_file():
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The data directory holds secrets: owner only, parents included.
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.mkdir(exist_ok=True, mode=0o700)
             fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
