@@ -96,9 +96,10 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> GatewayProcess:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"],
-                                     env=self.env, cwd=self.cwd, stdout=log, stderr=log)
+        # The child holds its own copy of the descriptor; ours is closed at once.
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"],
+                                         env=self.env, cwd=self.cwd, stdout=log, stderr=log)
         wait_http(self.url + "/healthz", proc=self.proc)
         return self
 
