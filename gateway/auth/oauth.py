@@ -51,7 +51,7 @@ from starlette.routing import Route
 from gateway.auth.oauth_clients import AUTH_METHODS, GRANT_TYPE, OAuthClientRecord
 from gateway.auth.service import AuthService
 from gateway.config.runtime import ConfigHolder
-from gateway.errors import PROBLEM_BASE
+from gateway.errors import PROBLEM_BASE, MethodNotAllowed
 
 log = structlog.get_logger("gateway.auth")
 
@@ -159,12 +159,16 @@ class OAuthEndpoints:
 
     def routes(self) -> list[Route]:
         return [
-            Route(TOKEN_PATH, self.token, methods=["POST"]),
+            # Every method, so a GET is a 405 here instead of falling through to the proxy.
+            Route(TOKEN_PATH, self.token,
+                  methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
             Route(JWKS_PATH, self.jwks, methods=["GET"]),
             Route(METADATA_PATH, self.metadata, methods=["GET"]),
         ]
 
     async def token(self, request: Request) -> Response:
+        if request.method != "POST":
+            raise MethodNotAllowed(["POST"])
         basic = _basic_used(request.headers)
         request_id = str(request.scope.get("state", {}).get("request_id", ""))
         try:
