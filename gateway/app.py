@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import structlog
@@ -15,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.oauth import OAuthEndpoints
 from gateway.auth.service import AuthService
@@ -23,6 +25,7 @@ from gateway.config.reload import ConfigReloader
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
 from gateway.errors import GatewayError, problem_response
 from gateway.health import ReadinessCheck, healthz, readyz
+from gateway.logging import flush_logs
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
 from gateway.pipeline.authenticate import AuthenticatePolicy
@@ -40,6 +43,15 @@ def build_policies(settings: Settings, auth: AuthService) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; rate limiting before the cache, so hits are counted too."""
     return [AuthenticatePolicy(auth), AuthorizePolicy()]
+
+
+async def _flush_logs_periodically(interval: float = 0.2) -> None:
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            flush_logs()
+    finally:
+        flush_logs()
 
 
 def _request_id(request: Request) -> str:
@@ -62,6 +74,33 @@ async def _on_unhandled(request: Request, exc: Exception) -> Response:
     return response
 
 
+class GatewayApp(Starlette):
+    """Starlette for the control endpoints; proxied paths skip its router.
+
+    Every path the control routes do not claim goes straight to the proxy's own stack
+    (request id, access log, proxy), which renders its own problem answers: Starlette's
+    error middleware and router would only add cost to each proxied request.
+    """
+
+    def __init__(self, *, proxy_stack: ASGIApp, control_routes: list[Route], **kw: Any):
+        super().__init__(**kw)
+        self.proxy_stack = proxy_stack
+        self.control_paths = frozenset(r.path for r in control_routes if "{" not in r.path)
+        self.control_prefixes = tuple(r.path.split("{")[0] for r in control_routes
+                                      if "{" in r.path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in self.control_paths and not (
+                self.control_prefixes and path.startswith(self.control_prefixes)
+            ):
+                scope["app"] = self
+                await self.proxy_stack(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starlette:
     """Build the gateway app. Raises ConfigError at once if the config does not load."""
     if config is None:
@@ -82,17 +121,16 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        session = UpstreamClient.make_session(settings.upstream_pool_size,
-                                              settings.upstream_pool_per_host)
-        proxy.upstream = UpstreamClient(session, health,
+        proxy.upstream = UpstreamClient(health, pool_size=settings.upstream_pool_size,
                                         shadow_max_in_flight=settings.shadow_max_in_flight)
-        control = httpx.AsyncClient()
+        http_control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.
         app.state.redis = connect_redis(settings.redis_url) if settings.redis_url else None
-        await auth.start(app.state.redis, control)
+        await auth.start(app.state.redis, http_control)
         tasks = [
+            asyncio.create_task(_flush_logs_periodically(), name="log-flush"),
             asyncio.create_task(reloader.run(), name="config-reload"),
-            asyncio.create_task(health.run_checks(holder, control), name="health-checks"),
+            asyncio.create_task(health.run_checks(holder, http_control), name="health-checks"),
         ]
         log.info("gateway_started", routes=len(holder.current.routes),
                  routes_file=str(settings.routes_file))
@@ -104,17 +142,19 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             await asyncio.gather(*tasks, return_exceptions=True)
             await auth.close()
             await proxy.upstream.close()
-            await control.aclose()
+            await http_control.aclose()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
 
-    app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            *OAuthEndpoints(auth, holder).routes(),
-            Mount("", app=proxy),
-        ],
+    control = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *OAuthEndpoints(auth, holder).routes(),
+    ]
+    app = GatewayApp(
+        proxy_stack=RequestIdMiddleware(AccessLogMiddleware(proxy, settings.access_log)),
+        control_routes=control,
+        routes=[*control, Mount("", app=proxy)],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AccessLogMiddleware, enabled=settings.access_log),
@@ -140,5 +180,5 @@ def create_app_from_env() -> Starlette:
     from gateway.logging import configure_logging
 
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     return create_app(settings)

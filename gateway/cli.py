@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -27,8 +26,9 @@ BUNDLED_SERVICES = (
 )
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings given as command-line flags (they beat the environment)."""
+    return {
         k: v for k, v in {
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
@@ -37,7 +37,10 @@ def _settings(args: argparse.Namespace) -> Settings:
             "policies_dir": getattr(args, "policies_dir", None),
         }.items() if v is not None
     }
-    return Settings(**overrides)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(**_overrides(args))  # type: ignore[arg-type]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -62,16 +65,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logging import configure_logging
 
     settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, buffered=True)
     common = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                   access_log=False, server_header=False, log_config=None,
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
                   proxy_headers=False)
     if settings.workers > 1:
-        # Worker processes rebuild settings from the environment: hand ours down.
-        for key, value in settings.model_dump(mode="json", exclude_none=True).items():
-            os.environ[f"GATEWAY_{key.upper()}"] = (
-                json.dumps(value) if isinstance(value, list | dict) else str(value))
+        # Worker processes rebuild settings from the environment (and .env): hand the
+        # command-line flags down the same way.
+        for key, value in _overrides(args).items():
+            os.environ[f"GATEWAY_{key.upper()}"] = str(value)
         uvicorn.run("gateway.app:create_app_from_env", factory=True,
                     workers=settings.workers, **common)  # type: ignore[arg-type]
         return 0

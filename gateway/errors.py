@@ -14,8 +14,9 @@
     ├── ServiceUnavailable        503  no healthy upstream, circuit open, store down (Retry-After)
     └── UpstreamTimeout           504  upstream did not answer within the route's timeout
 
-Foreign errors (aiohttp, httpx, redis) are mapped into this tree at one boundary each:
-upstream errors in `gateway.upstream.map_upstream_errors`, store errors inside the stores.
+Foreign errors (the upstream client's, httpx's, redis') are mapped into this tree at one
+boundary each:
+upstream errors in `gateway.upstream._map_error`, store errors inside the stores.
 Every client-facing answer leaves through `problem_response`, an RFC 9457 body.
 """
 

@@ -86,6 +86,16 @@ class ProxyEndpoint:
                 exc.status, exc.type, exc.title, exc.detail, request_id)})
         except ClientDisconnected:
             pass
+        except Exception as exc:
+            # A bug, not a client's or upstream's fault: log it, answer a bare 500.
+            log.exception("unhandled_error", error=type(exc).__name__)
+            if started:
+                raise
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": _PROBLEM_HEADERS})
+            await send({"type": "http.response.body", "body": problem_body(
+                500, "internal-error", "Internal server error",
+                "the gateway failed to handle this request", request_id)})
         finally:
             if ctx is not None:
                 for cleanup in ctx.cleanups:
@@ -157,7 +167,8 @@ async def _read_whole(receive: Receive, limit: int) -> bytes:
 class BodyStream:
     """The request body as it arrives, counted against the route's limit.
 
-    aiohttp wraps errors raised while it reads a body, so the reason is kept here too.
+    The upstream client wraps errors raised while it reads a body, so the reason is kept
+    here too.
     """
 
     def __init__(self, receive: Receive, limit: int):

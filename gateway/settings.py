@@ -73,8 +73,7 @@ class Settings(BaseSettings):
     access_log: bool = True
 
     # Upstream connection pool: one shared client, keep-alive connections reused.
-    upstream_pool_size: int = Field(512, ge=1)
-    upstream_pool_per_host: int = Field(0, ge=0, description="0 = bounded by pool size only")
+    upstream_pool_size: int = Field(512, ge=1, description="most requests in flight upstream")
     # Shadow copies are best effort: beyond this many in flight they are dropped.
     shadow_max_in_flight: int = Field(64, ge=0)
 

@@ -6,7 +6,7 @@ upstream, so tracing back-ends see the gateway between the client and the backen
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
@@ -20,7 +20,11 @@ def continue_trace(incoming: bytes | None) -> tuple[bytes, str]:
         m = _TRACEPARENT.match(incoming.strip())
         if m and m.group(1) != _ZERO_TRACE and m.group(2) != _ZERO_SPAN:
             trace_id, flags = m.group(1), m.group(3)
-            return b"00-%s-%s-%s" % (trace_id, os.urandom(8).hex().encode(), flags), \
-                trace_id.decode()
-    trace_id = os.urandom(16).hex()
-    return f"00-{trace_id}-{os.urandom(8).hex()}-01".encode(), trace_id
+            return b"00-%s-%016x-%s" % (trace_id, _span_id(), flags), trace_id.decode()
+    trace_id = f"{random.getrandbits(128) or 1:032x}"
+    return f"00-{trace_id}-{_span_id():016x}-01".encode(), trace_id
+
+
+def _span_id() -> int:
+    # W3C asks for random ids, not secret ones; never all zeros.
+    return random.getrandbits(64) or 1

@@ -2,12 +2,14 @@
 
     UpstreamClient.send(ctx, body)          fallback chain over the route's groups
       └── _send_with_retries(...)           retries with backoff and jitter within a group
-            └── _send_once(...)             the only call into aiohttp
+            └── _send_once(...)             the only call into the HTTP client
 Decisions are pure functions over the route and the failure (`choose_target`,
 `may_retry`, `may_fall_back`, `backoff_delay`, `forward_headers`), tested without I/O.
 
-aiohttp is the client on this hot path because it measured 3-15x faster than httpx here
-under concurrency (README, Performance); httpx serves the control path.
+pyreqwest (Rust's reqwest/hyper) is the client on this hot path: on this machine it costs
+about 47 us of CPU per proxied request against aiohttp's 95 us and httpx's ~300 us, and
+httpx's pool collapses under concurrency (README, Performance; bench/compare_clients.py).
+httpx serves the control path (health checks, JWKS).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
-import aiohttp
 import structlog
+from pyreqwest import exceptions as rq
+from pyreqwest.client import Client, ClientBuilder
 
 from gateway.config.runtime import CompiledGroup, CompiledRoute, CompiledTarget, RetryPlan
 from gateway.context import RequestContext
@@ -39,13 +43,12 @@ _REQUEST_DROP = HOP_BY_HOP | {
     b"host", b"content-length", b"authorization", b"x-api-key", b"cookie", b"x-tenant-id",
     b"x-request-id", b"traceparent", b"x-forwarded-for", b"expect",
 }
-# The gateway's server adds its own Date; Server would name the backend's software.
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+# The gateway's server adds its own Date; Server would name the backend's software;
+# the request id is the gateway's to echo (once).
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server", b"x-request-id"}
 # Answers up to this size are read whole (one write to the client, cacheable);
 # larger, unsized and SSE answers stream through.
 BUFFER_LIMIT = 256 * 1024
-# aiohttp would otherwise invent these; the upstream sees only what the client sent.
-_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 # -- pure decisions ----------------------------------------------------------------------
@@ -120,9 +123,14 @@ def forward_headers(ctx: RequestContext, traceparent: bytes) -> list[tuple[str, 
     return out
 
 
-def answer_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers the client may see."""
-    return [(k.lower(), v) for k, v in raw if k.lower() not in _RESPONSE_DROP]
+def answer_headers(raw: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers the client may see, as ASGI wants them."""
+    out = []
+    for k, v in raw:
+        name = k.lower().encode("latin-1")
+        if name not in _RESPONSE_DROP:
+            out.append((name, v.encode("latin-1")))
+    return out
 
 
 # -- the client ----------------------------------------------------------------------------
@@ -133,50 +141,57 @@ class _GroupExhausted(Exception):
 
 
 class UpstreamClient:
-    """Sends a request along its route's groups; owns the pooled aiohttp session."""
+    """Sends a request along its route's groups; owns the pooled HTTP clients.
+
+    One pyreqwest client per distinct (connect, total) timeout pair, made on first use
+    and kept: its connect and read timeouts are client settings. Routes with the same
+    timeouts share one connection pool.
+    """
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
         health: TargetHealth,
         *,
+        pool_size: int = 512,
         rng: Callable[[], float] = random.random,
         shadow_max_in_flight: int = 64,
     ):
-        self.session = session
         self.health = health
+        self.pool_size = pool_size
         self.rng = rng
         self.shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
-        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+        self._clients: dict[tuple[float, float], Client] = {}
         self.shadow_dropped = 0
 
-    @staticmethod
-    def make_session(pool_size: int, per_host: int) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=pool_size, limit_per_host=per_host, keepalive_timeout=30, ttl_dns_cache=60
-        )
-        # No cookie jar: cookies from one tenant's answer must never ride on another's request.
-        return aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
-            trust_env=False,
-        )
+    def _client(self, route: CompiledRoute) -> Client:
+        key = (route.connect_timeout, route.total_timeout)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = (
+                ClientBuilder()
+                .follow_redirects(False)
+                # Bodies pass through as the upstream encoded them.
+                .gzip(False).brotli(False).zstd(False).deflate(False)
+                .connect_timeout(timedelta(seconds=route.connect_timeout))
+                # Bounds silence inside a streamed answer; the deadline for the answer's
+                # head (and for small bodies) is enforced in _send_once.
+                .read_timeout(timedelta(seconds=route.total_timeout))
+                # Idle sockets go before common upstream keep-alive limits (uvicorn: 5 s),
+                # so the pool does not hand out connections the upstream is closing.
+                .pool_idle_timeout(timedelta(seconds=4))
+                .max_connections(self.pool_size)
+                .user_agent("ai-gateway")
+                .build()
+            )
+        return client
 
     async def close(self) -> None:
         for task in list(self._shadows):
             task.cancel()
-        await self.session.close()
-
-    def _timeout(self, route: CompiledRoute) -> aiohttp.ClientTimeout:
-        key = (route.connect_timeout, route.total_timeout)
-        t = self._timeouts.get(key)
-        if t is None:
-            # sock_read bounds silence inside a streamed answer; the total deadline for the
-            # answer's head (and small bodies) is enforced in _send_once.
-            t = self._timeouts[key] = aiohttp.ClientTimeout(
-                total=None, sock_connect=route.connect_timeout, sock_read=route.total_timeout
-            )
-        return t
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
 
     async def send(self, ctx: RequestContext, body: bytes | AsyncIterable[bytes] | None
                    ) -> ProxyResponse:
@@ -238,43 +253,46 @@ class UpstreamClient:
     async def _send_once(self, ctx: RequestContext, url: str, headers: list[tuple[str, str]],
                          body: bytes | AsyncIterable[bytes] | None) -> ProxyResponse:
         route = ctx.route
+        builder = self._client(route).request(ctx.method, url).headers(headers)
+        if isinstance(body, bytes):
+            builder = builder.body_bytes(body)
+        elif body is not None:
+            builder = builder.body_stream(body)
+        # No read-ahead: an SSE event must reach the client as soon as it arrives.
+        request = builder.streamed_read_buffer_limit(0).build_streamed()
+        entered = False
         try:
             async with asyncio.timeout(route.total_timeout):
-                resp = await self.session.request(
-                    ctx.method, url, headers=headers, data=body, allow_redirects=False,
-                    timeout=self._timeout(route), skip_auto_headers=_SKIP_AUTO_HEADERS,
-                )
-                length = resp.content_length
+                resp = await request.__aenter__()
+                entered = True
+                length_header = resp.get_header("content-length")
+                length = int(length_header) if length_header is not None else None
+                content_type = resp.get_header("content-type") or ""
                 if (length is not None and length <= BUFFER_LIMIT
-                        and not (resp.content_type or "").startswith("text/event-stream")):
-                    try:
-                        data = await resp.read()
-                    finally:
-                        resp.release()
-                    headers_out = answer_headers(resp.raw_headers)
+                        and not content_type.startswith("text/event-stream")):
+                    data = bytes(await resp.bytes())
+                    await request.__aexit__(None, None, None)
+                    entered = False
+                    headers_out = answer_headers(resp.headers.items())
                     headers_out.append((b"content-length", str(len(data)).encode()))
                     return ProxyResponse(resp.status, headers_out, body=data)
-        except aiohttp.ConnectionTimeoutError:
-            raise _AttemptFailed(Failure("connect", UpstreamTimeout(
-                f"could not connect within {route.connect_timeout}s"))) from None
-        except TimeoutError:
-            raise _AttemptFailed(Failure("timeout", UpstreamTimeout(
-                f"no answer within {route.total_timeout}s"))) from None
-        except aiohttp.ClientConnectorError:
-            raise _AttemptFailed(Failure("connect", UpstreamError(
-                "could not connect to the upstream"))) from None
-        except aiohttp.ClientError:
-            raise _AttemptFailed(Failure("reset", UpstreamError(
-                "the upstream closed the connection"))) from None
-        headers_out = answer_headers(resp.raw_headers)
-        if length is not None and resp.headers.get("Content-Encoding") is None:
+        except BaseException as exc:
+            if entered:
+                await request.__aexit__(None, None, None)
+            raise _map_error(exc, route) from None
+        headers_out = answer_headers(resp.headers.items())
+        if length is not None:
             headers_out.append((b"content-length", str(length).encode()))
 
-        async def release() -> None:
-            resp.release()
+        async def chunks() -> AsyncIterator[bytes]:
+            reader = resp.body_reader
+            while (chunk := await reader.read_chunk()) is not None:
+                yield bytes(chunk)
 
-        return ProxyResponse(resp.status, headers_out, stream=resp.content.iter_any(),
-                             release=release)
+        async def release() -> None:
+            await request.__aexit__(None, None, None)
+
+        return ProxyResponse(resp.status, headers_out, stream=chunks(), release=release)
 
     # -- shadow traffic ----------------------------------------------------------------
 
@@ -295,19 +313,34 @@ class UpstreamClient:
         if target is None:
             return
         try:
-            async with asyncio.timeout(ctx.route.total_timeout), self.session.request(
-                ctx.method, target.url + path, headers=headers, data=body,
-                allow_redirects=False, skip_auto_headers=_SKIP_AUTO_HEADERS,
-            ) as resp:
-                await resp.read()
-            ok = resp.status < 500
-        except (aiohttp.ClientError, TimeoutError):
+            response = await self._send_once(ctx, target.url + path, headers, body)
+            if response.release is not None:
+                await response.release()
+            ok = response.status < 500
+        except _AttemptFailed:
             ok = False
         if ok:
             self.health.record_success(target.url)
         else:
             self.health.record_failure(target.url, group.breaker)
             log.info("shadow_failed", target=target.url)
+
+
+def _map_error(exc: BaseException, route: CompiledRoute) -> BaseException:
+    """The one place client errors become gateway failures (anything else passes as is)."""
+    if isinstance(exc, rq.ConnectTimeoutError):
+        return _AttemptFailed(Failure("connect", UpstreamTimeout(
+            f"could not connect within {route.connect_timeout}s")))
+    if isinstance(exc, rq.ConnectError):
+        return _AttemptFailed(Failure("connect", UpstreamError(
+            "could not connect to the upstream")))
+    if isinstance(exc, TimeoutError):  # asyncio's deadline, or the client's read timeout
+        return _AttemptFailed(Failure("timeout", UpstreamTimeout(
+            f"no answer within {route.total_timeout}s")))
+    if isinstance(exc, rq.RequestError):
+        return _AttemptFailed(Failure("reset", UpstreamError(
+            "the upstream closed the connection")))
+    return exc
 
 
 class _AttemptFailed(Exception):

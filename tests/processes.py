@@ -96,8 +96,7 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> GatewayProcess:
-        # The child holds its own copy of the descriptor; ours is closed at once.
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"],
                                          env=self.env, cwd=self.cwd, stdout=log, stderr=log)
         wait_http(self.url + "/healthz", proc=self.proc)

@@ -147,8 +147,6 @@ class DroppingServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.hits += 1
             with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -156,12 +154,15 @@ class DroppingServer:
             writer.transport.abort()
 
         async def main() -> None:
-            self._server = await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._stop = asyncio.Event()
+            server = await asyncio.start_server(handle, "127.0.0.1", self.port)
             self._ready.set()
-            await self._server.serve_forever()
+            await self._stop.wait()
+            server.close()
+            await server.wait_closed()
 
-        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-            self._loop.run_until_complete(main())
+        self._loop.run_until_complete(main())
+        self._loop.close()
 
     def start(self) -> DroppingServer:
         self.thread.start()
@@ -169,7 +170,5 @@ class DroppingServer:
         return self
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
-        for task in asyncio.all_tasks(self._loop):
-            self._loop.call_soon_threadsafe(task.cancel)
+        self._loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(timeout=5)

@@ -55,7 +55,7 @@ def test_traceparent_continued(tmp_path, backend, start_gateway):
     gw = start_gateway()
     incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     sent = gw.client.get("/api/x", headers={"traceparent": incoming}).json()["headers"]
-    version, trace_id, span_id, flags = sent["traceparent"].split("-")
+    _version, trace_id, span_id, flags = sent["traceparent"].split("-")
     assert trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and flags == "01"
     assert span_id != "00f067aa0ba902b7"  # the gateway is a hop of its own
 

@@ -1,0 +1,65 @@
+"""The gateway's core benchmark: direct to a fast upstream vs through the gateway.
+
+    python bench/bench_gateway.py [--seconds 10]
+
+Starts a fast fake upstream and the gateway (one worker, access log and metrics on),
+drives both with wrk at concurrency 1 and 64 in one run, and prints req/s, p50, p99,
+the ratios gateway/direct, the added p50 at concurrency 1, and the gateway's memory
+before and after. Needs `wrk` (apt-get install wrk) and `taskset` (util-linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from harness import Result, fake_upstream, gateway, rss_kib, stop, wrk
+
+ROUTES = """\
+version: 1
+upstreams:
+  fake: {targets: [{url: "http://127.0.0.1:%d"}]}
+routes:
+  - name: bench
+    match: {path: /v1/bench, methods: [GET, POST]}
+    upstream: fake
+    rewrite: /predict
+    public: true
+"""
+BODY = '{"text": "I love this product, it works great"}'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    upstream, up_port = fake_upstream()
+    gw, gw_port, workdir = gateway(ROUTES % up_port)
+    results: dict[tuple[str, int], Result] = {}
+    try:
+        wrk("warm-up", f"http://127.0.0.1:{gw_port}/v1/bench", 16, 2, "POST", BODY)
+        rss_before = rss_kib(gw.pid)
+        for conns in (1, 64):
+            for name, url in (("direct", f"http://127.0.0.1:{up_port}/predict"),
+                              ("gateway", f"http://127.0.0.1:{gw_port}/v1/bench")):
+                res = wrk(name, url, conns, args.seconds, "POST", BODY,
+                          {"Content-Type": "application/json"},
+                          server_pid=gw.pid if name == "gateway" else upstream.pid)
+                results[(name, conns)] = res
+                print(res.row(), flush=True)
+                time.sleep(0.5)
+        rss_after = rss_kib(gw.pid)
+    finally:
+        stop(gw, upstream)
+    print()
+    for conns in (1, 64):
+        d, g = results[("direct", conns)], results[("gateway", conns)]
+        print(f"c={conns:<3} gateway/direct: throughput {g.rps / d.rps:.2f}x, "
+              f"p50 {g.p50_ms / d.p50_ms:.2f}x, added p50 {g.p50_ms - d.p50_ms:.3f} ms")
+    print(f"gateway RSS: {rss_before / 1024:.1f} MiB after warm-up, "
+          f"{rss_after / 1024:.1f} MiB at the end")
+    print(f"(logs in {workdir})")
+
+
+if __name__ == "__main__":
+    main()

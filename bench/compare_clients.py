@@ -1,0 +1,89 @@
+"""Which HTTP client belongs on the proxy's hot path: CPU per proxied-style request.
+
+    python bench/compare_clients.py [--requests 20000] [--concurrency 64]
+
+Sends the same small POST (the headers the gateway forwards) to a fast fake upstream
+from one process pinned to one core, with httpx, aiohttp and pyreqwest, and prints
+requests/s and CPU microseconds per request (process CPU, so client threads count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import aiohttp
+import httpx
+import uvloop
+from harness import fake_upstream, stop
+from pyreqwest.client import ClientBuilder
+
+BODY = b'{"text": "I love this product"}'
+HEADERS = [("content-type", "application/json"), ("x-request-id", "abc"),
+           ("x-forwarded-for", "127.0.0.1"),
+           ("traceparent", "00-" + "a" * 32 + "-" + "b" * 16 + "-01")]
+
+
+async def measure(name: str, one: Callable[[], Awaitable[int]], n: int, c: int) -> None:
+    sem = asyncio.Semaphore(c)
+
+    async def worker() -> None:
+        async with sem:
+            assert await one() == 200
+
+    await asyncio.gather(*(worker() for _ in range(min(n, 2000))))  # warm the pool
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(n)))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    print(f"{name:<10} {n / wall:>8.0f} req/s   {cpu / n * 1e6:>6.1f} us CPU/request", flush=True)
+
+
+async def with_httpx(url: str, n: int, c: int) -> None:
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=512)) as client:
+        async def one() -> int:
+            r = await client.post(url, content=BODY, headers=HEADERS)
+            return r.status_code
+        await measure("httpx", one, n // 4, c)  # slow: a quarter of the requests
+
+
+async def with_aiohttp(url: str, n: int, c: int) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512),
+                                     auto_decompress=False) as session:
+        async def one() -> int:
+            async with session.post(url, data=BODY, headers=HEADERS) as r:
+                await r.read()
+                return r.status
+        await measure("aiohttp", one, n, c)
+
+
+async def with_pyreqwest(url: str, n: int, c: int) -> None:
+    client = (ClientBuilder().follow_redirects(False).gzip(False)
+              .connect_timeout(timedelta(seconds=1)).build())
+    async with client:
+        async def one() -> int:
+            req = client.post(url).headers(HEADERS).body_bytes(BODY).build_streamed()
+            async with req as r:
+                await r.bytes()
+                return r.status
+        await measure("pyreqwest", one, n, c)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    proc, port = fake_upstream()
+    url = f"http://127.0.0.1:{port}/predict"
+    try:
+        for run in (with_httpx, with_aiohttp, with_pyreqwest):
+            uvloop.run(run(url, args.requests, args.concurrency))
+    finally:
+        stop(proc)
+
+
+if __name__ == "__main__":
+    main()

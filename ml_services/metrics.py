@@ -1,0 +1,60 @@
+"""Prometheus metrics of one service app, in the app's own registry.
+
+Use one `ServiceMetrics` per app (not the global registry), so that tests and a canary can
+run several apps in one process without metric-name clashes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ml_services.batching import CallObserver
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+class ServiceMetrics:
+    """Inference latency, batch sizes, texts, model calls, requests and errors."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.inference_seconds = Histogram(
+            "ml_inference_seconds", "Time spent in one model call (one batch).",
+            ["task"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_size = Histogram(
+            "ml_batch_size_texts", "Texts per model call.",
+            ["task"], buckets=_BATCH_BUCKETS, registry=r,
+        )
+        self.texts = Counter("ml_texts_processed", "Texts run through a model.", ["task"],
+                             registry=r)
+        self.model_calls = Counter("ml_model_calls", "Model calls (batches and retries).",
+                                   ["task"], registry=r)
+        self.requests = Counter("ml_predict_requests", "Accepted /predict requests.", ["task"],
+                                registry=r)
+        self.errors = Counter("ml_errors", "Answers with an error status.", ["status"],
+                              registry=r)
+
+    def call_observer(self, task: str) -> CallObserver:
+        """A `MicroBatcher` callback recording each model call of `task`."""
+        latency = self.inference_seconds.labels(task)
+        sizes = self.batch_size.labels(task)
+        texts = self.texts.labels(task)
+        calls = self.model_calls.labels(task)
+
+        def observe(n_texts: int, seconds: float) -> None:
+            latency.observe(seconds)
+            sizes.observe(n_texts)
+            texts.inc(n_texts)
+            calls.inc()
+
+        return observe
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)

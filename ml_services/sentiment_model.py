@@ -1,0 +1,44 @@
+"""The sentiment model: VADER, labelled by thresholds on its compound score.
+
+Use `VaderSentiment` as the sentiment service's only task. The lexicon ships inside the
+vaderSentiment package; `FastVader` gives the stock scores, faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import version as package_version
+from typing import Any
+
+from ml_services.vader_fast import FastVader
+
+MODEL_NAME = "vader"
+
+
+class VaderSentiment:
+    """Label each text positive / neutral / negative by its compound score.
+
+    `compound >= positive_threshold` is positive, `compound <= negative_threshold` is
+    negative, anything between is neutral (VADER's own convention, with ±0.05).
+    """
+
+    def __init__(self, positive_threshold: float = 0.05, negative_threshold: float = -0.05,
+                 version: str | None = None) -> None:
+        if negative_threshold > positive_threshold:
+            raise ValueError("negative_threshold must not exceed positive_threshold")
+        self._analyzer = FastVader()
+        self._pos = positive_threshold
+        self._neg = negative_threshold
+        self.name = MODEL_NAME
+        self.version = version or package_version("vaderSentiment")
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        scores = self._analyzer.polarity_scores
+        pos, neg = self._pos, self._neg
+        out: list[dict[str, Any]] = []
+        for text in texts:
+            s = scores(text)
+            compound = s["compound"]
+            label = "positive" if compound >= pos else "negative" if compound <= neg else "neutral"
+            out.append({"label": label, "compound": compound, "scores": s})
+        return out
