@@ -155,3 +155,20 @@ def test_redis_store_two_replicas(auth_config, redis_env, tmp_path, monkeypatch,
         log = g.log_path.read_text()
         assert split_key(key)[1] not in log and key not in log
         assert "request" in log  # the access log did run
+
+
+def test_unreachable_store_fails_closed(auth_config, redis_server, start_gateway, cli,
+                                        monkeypatch):
+    monkeypatch.setenv("GATEWAY_REDIS_URL", redis_server.url)
+    gw = start_gateway(redis_url=redis_server.url, key_store_max_staleness=0.5)
+    key = cli("keys", "create", "--tenant", "demo").strip()
+    wait_status(gw.client, 200, "/v1/sentiment", bearer(key))
+    redis_server.stop()
+    try:
+        # Revocations could go unseen now: past the staleness bound, refuse with 503.
+        wait_status(gw.client, 503, "/v1/sentiment", bearer(key), within=2.0)
+        assert gw.client.get("/readyz").json()["checks"]["credentials"]["ok"] is False
+    finally:
+        redis_server.start()
+    # Back (this Redis keeps nothing on disk, so the key is gone): answers resume.
+    wait_status(gw.client, 401, "/v1/sentiment", bearer(key), within=2.0)
