@@ -18,6 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.auth.oauth import OAuthEndpoints
+from gateway.auth.service import AuthService
 from gateway.config import load_config
 from gateway.config.reload import ConfigReloader
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
@@ -27,6 +29,8 @@ from gateway.logging import flush_logs
 from gateway.metrics import GatewayMetrics, forget_dead_workers, worker_exiting
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
+from gateway.pipeline.authenticate import AuthenticatePolicy
+from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.proxy import ProxyEndpoint
@@ -38,16 +42,18 @@ from gateway.upstream_health import TargetHealth
 log = structlog.get_logger("gateway")
 
 
-def build_policies(settings: Settings, stores: Stores) -> list[Policy]:
+def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; rate limiting before the cache, so hits are counted too."""
     return [
+        AuthenticatePolicy(auth),
+        AuthorizePolicy(),
         RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
         CachePolicy(stores, settings.cache_max_entry_bytes),
     ]
 
 
-PolicyFactory = Callable[[Settings, Stores], Sequence[Policy]]
+PolicyFactory = Callable[[Settings, Stores, AuthService], Sequence[Policy]]
 
 
 async def _flush_logs_periodically(interval: float = 0.2) -> None:
@@ -116,7 +122,9 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None,
     holder = ConfigHolder(config)
     health = TargetHealth()
     stores = open_stores(settings)  # memory, or Redis when GATEWAY_REDIS_URL is set
-    proxy = ProxyEndpoint(holder, policies(settings, stores), upstream=None)  # type: ignore[arg-type]
+    auth = AuthService(settings)  # loads (or creates) the signing key: fails fast
+    proxy = ProxyEndpoint(holder, policies(settings, stores, auth),
+                          upstream=None)  # type: ignore[arg-type]
     metrics = GatewayMetrics(enabled=settings.metrics)
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
                               settings.reload_interval, on_reload=metrics.observe_reload)
@@ -124,7 +132,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None,
     async def config_ready() -> tuple[bool, str]:
         return True, f"generation {holder.generation}, {len(holder.current.routes)} routes"
 
-    readiness: dict[str, ReadinessCheck] = {"config": config_ready}
+    readiness: dict[str, ReadinessCheck] = {"config": config_ready,
+                                            "credentials": auth.ready}
     if stores.redis is not None:
         readiness["redis"] = stores.breaker.check
 
@@ -135,6 +144,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None,
         http_control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.
         app.state.redis = stores.redis
+        await auth.start(app.state.redis, http_control)
         tasks = [
             asyncio.create_task(_flush_logs_periodically(), name="log-flush"),
             asyncio.create_task(reloader.run(), name="config-reload"),
@@ -152,6 +162,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None,
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await auth.close()
             await proxy.upstream.close()
             await http_control.aclose()
             await stores.aclose()
@@ -161,6 +172,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
+        *OAuthEndpoints(auth, holder).routes(),
     ]
     control_paths = frozenset(r.path for r in control)
     app = GatewayApp(
@@ -188,6 +200,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None,
     app.state.readiness_checks = readiness
     app.state.stores = stores
     app.state.store_health = stores.breaker  # .degraded, .degraded_seconds_total
+    app.state.auth = auth
     return app
 
 

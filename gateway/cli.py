@@ -3,6 +3,7 @@
     gateway serve [--host H] [--port P] [--workers N] [--routes-file F]
     gateway check [ROUTES_FILE] [--policies-dir D]
     gateway dev   [--port P]      # the gateway plus the bundled inference services
+    gateway keys | clients | signing-key ...   # credentials (see gateway/auth/admin.py)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ServiceUnavailable
 from gateway.settings import Settings
 
 # The bundled services `gateway dev` starts: (module, port env, default port).
@@ -147,16 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="routes file (default: GATEWAY_ROUTES_FILE)")
     p.add_argument("--policies-dir")
     p.set_defaults(func=cmd_check)
+
+    from gateway.auth.admin import add_commands
+
+    add_commands(sub, lambda cmd: lambda args: cmd(args, _settings(args)))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.auth.admin import UsageError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (UsageError, ServiceUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -5,6 +5,7 @@
     ├── BadRequest                400  malformed request the client can fix
     ├── Unauthenticated           401  no or bad credentials (adds WWW-Authenticate: Bearer)
     ├── Forbidden                 403  valid credentials, route or scope not allowed
+    │   └── InsufficientScope     403  a route scope is missing (WWW-Authenticate: Bearer)
     ├── NotFound                  404  no route matches the path
     ├── MethodNotAllowed          405  a route matches the path but not the method (adds Allow)
     ├── PayloadTooLarge           413  request body over the route's limit
@@ -81,6 +82,16 @@ class Forbidden(GatewayError):
     """Raised when valid credentials may not call this route or lack a scope."""
 
     status, type, title = 403, "forbidden", "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """Raised when valid credentials lack a scope the route needs (RFC 6750 §3.1)."""
+
+    def __init__(self, detail: str, scopes: str):
+        super().__init__(detail)
+        self.headers["WWW-Authenticate"] = (
+            f'Bearer realm="gateway", error="insufficient_scope", scope="{scopes}"'
+        )
 
 
 class NotFound(GatewayError):

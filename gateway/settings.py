@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,36 @@ def default_data_dir() -> Path:
     """Per-user state directory (XDG), e.g. ~/.local/share/ai-gateway."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "ai-gateway"
+
+
+# -- authentication (gateway.auth) ------------------------------------------------------
+
+# JWT algorithms an external issuer may be pinned to: asymmetric only, so a public key can
+# never double as an HMAC secret (the "alg confusion" attack), and never "none".
+ASYMMETRIC_ALGORITHMS = frozenset({
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+})
+
+
+class ExternalIssuer(BaseModel):
+    """An identity provider whose JWTs the gateway accepts (GATEWAY_EXTERNAL_ISSUERS, JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1)
+    jwks_url: str = Field(pattern=r"^https?://")
+    audience: str = Field(min_length=1)
+    tenant_claim: str = "tenant"
+    scopes_claim: str = "scope"  # a space-separated string or a list of strings
+    algorithms: list[str] = Field(["RS256"], min_length=1)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in ASYMMETRIC_ALGORITHMS]
+        if bad:
+            raise ValueError(f"not an asymmetric JWT algorithm: {', '.join(bad)}")
+        return v
 
 
 class Settings(BaseSettings):
@@ -66,6 +96,32 @@ class Settings(BaseSettings):
     inflight_slot_ttl: float = Field(30.0, ge=1, le=3600)
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0, description="memory cache, all entries")
     cache_max_entry_bytes: int = Field(1024 * 1024, ge=0, description="larger answers not cached")
+
+    # -- authentication (gateway.auth; see docs/auth.md) --
+    # Our own access tokens: `iss` (default http://<host>:<port>), `aud`, lifetime.
+    token_issuer: str | None = None
+    token_audience: str = "ai-gateway"
+    token_lifetime: int = Field(3600, ge=60, le=86400, description="seconds")
+    # PEM file (one key) or directory of PEM files (newest name signs); default data_dir.
+    signing_key_path: Path | None = None
+    # How often the in-process key/client snapshot re-checks its store (file or Redis):
+    # the bound on how late a revocation is seen, and never a per-request round-trip.
+    key_cache_ttl: float = Field(0.25, gt=0, le=0.5)
+    # Past this age without a successful store check, API keys are refused (fail closed).
+    key_store_max_staleness: float = Field(30.0, gt=0)
+    external_issuers: list[ExternalIssuer] = []
+    jwks_min_refresh_interval: float = Field(30.0, ge=0, description="unknown-kid refetch")
+    jwks_max_age: float = Field(3600.0, gt=0, description="JWKS refetched when older")
+    jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of exp/nbf slack")
+
+    @property
+    def issuer_url(self) -> str:
+        """The `iss` of our tokens; also the base URL published in the RFC 8414 metadata."""
+        if self.token_issuer:
+            return self.token_issuer.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

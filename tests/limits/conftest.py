@@ -51,9 +51,9 @@ class HeaderTenantPolicy(Policy):
         return None
 
 
-def pipeline(settings: Settings, stores: Stores) -> Sequence[Policy]:
+def pipeline(settings: Settings, stores: Stores, auth: Any) -> Sequence[Policy]:
     """The pipeline test gateways run: the tenant step, then the real policies."""
-    return [HeaderTenantPolicy(), *build_policies(settings, stores)]
+    return [HeaderTenantPolicy(), *build_policies(settings, stores, auth)]
 
 
 def as_tenant(tenant_id: str) -> dict[str, str]:

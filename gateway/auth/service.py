@@ -1,0 +1,126 @@
+"""`AuthService`: every credential mechanism, built once per app, started in lifespan.
+
+`create_app` builds it (the signing key is loaded or created then, so a bad key stops
+the start); the lifespan calls `start(redis, http)`, which opens the key store, loads its
+first snapshot and starts the watchers; the pipeline's authenticate step and the OAuth
+endpoints only read from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+import structlog
+
+from gateway.auth.api_keys import verify_key
+from gateway.auth.jwks import IssuerKeys
+from gateway.auth.key_store import KeyStore, open_key_store, watch
+from gateway.auth.oauth_clients import OAuthClientRecord
+from gateway.auth.signing_keys import SigningKeys
+from gateway.auth.tokens import TokenIssuer, TokenVerifier
+from gateway.context import Principal
+from gateway.errors import ServiceUnavailable
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.auth")
+
+STORE_STALE = "credentials cannot be checked right now"
+
+
+def signing_key_path(settings: Settings) -> Path:
+    return settings.signing_key_path or settings.data_dir / "signing-keys"
+
+
+class AuthService:
+    """Key store, signing keys, token issuer and verifier of one gateway process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.signing = SigningKeys(signing_key_path(settings))
+        self.issuer = TokenIssuer(self.signing, settings.issuer_url, settings.token_audience,
+                                  settings.token_lifetime)
+        self.store: KeyStore | None = None
+        self.external: list[IssuerKeys] = []
+        self.verifier = TokenVerifier(self.signing, settings.issuer_url,
+                                      settings.token_audience, [], settings.jwt_leeway,
+                                      self.client)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, redis: aioredis.Redis | None, http: httpx.AsyncClient) -> None:
+        s = self.settings
+        self.store = open_key_store(s.data_dir, redis)
+        try:
+            await self.store.refresh()
+        except ServiceUnavailable:
+            log.warning("credential_store_unreachable_at_start")
+        self.external = [
+            IssuerKeys(spec, http, s.jwks_min_refresh_interval, s.jwks_max_age,
+                       on_change=self.verifier.clear_cache)
+            for spec in s.external_issuers
+        ]
+        self.verifier.external = {k.issuer.issuer: k for k in self.external}
+        self._tasks = [
+            asyncio.create_task(watch(self.store, s.key_cache_ttl), name="credentials-watch"),
+            asyncio.create_task(self._watch_signing_keys(), name="signing-keys-watch"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.store is not None:
+            await self.store.close()
+
+    async def _watch_signing_keys(self) -> None:
+        signature = self.signing.signature()
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            try:
+                if self.signing.signature() != signature:
+                    await asyncio.to_thread(self.signing.load)
+                    signature = self.signing.signature()
+                    self.verifier.clear_cache()
+                    log.info("signing_keys_reloaded", active=self.signing.active.kid,
+                             published=len(self.signing.by_kid))
+            except Exception:
+                log.exception("signing_keys_reload_failed")
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: the credential snapshot was confirmed recently enough."""
+        if self.store is None:
+            return False, "not started"
+        age = self.store.stale_for(time.monotonic())
+        ok = age <= self.settings.key_store_max_staleness
+        store = self.store
+        return ok, (f"{len(store.list_keys())} keys, {len(store.list_clients())} clients, "
+                    f"checked {age:.2f}s ago")
+
+    # -- request path --
+    def _live_store(self) -> KeyStore:
+        store = self.store
+        if store is None or store.stale_for(time.monotonic()) > \
+                self.settings.key_store_max_staleness:
+            raise ServiceUnavailable(STORE_STALE)
+        return store
+
+    def verify_api_key(self, presented: str) -> Principal:
+        """An API key's principal; its scopes are the key's own, or '*' (see docs)."""
+        record = verify_key(presented, self._live_store().key, time.time())
+        return Principal(tenant_id=record.tenant_id, credential_id=record.key_id,
+                         kind="api_key", scopes=frozenset(record.scopes))
+
+    async def verify_token(self, token: str) -> Principal:
+        return await self.verifier.verify(token)
+
+    def client(self, client_id: str) -> OAuthClientRecord | None:
+        """An active OAuth client from the in-memory snapshot (authlib calls this sync)."""
+        if self.store is None:
+            return None
+        record = self.store.client(client_id)
+        if record is None or not record.active(time.time()):
+            return None
+        return record

@@ -1,0 +1,69 @@
+"""Authentication: who is calling? An API key or a JWT becomes `ctx.principal`.
+
+Credentials come in `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`. The
+gateway's keys start with `gw_`; anything shaped `xxx.yyy.zzz` is taken for a JWT. A
+public route (`public: true` in routes.yaml) skips this step and has no principal.
+
+Every refusal is a 401 with `WWW-Authenticate: Bearer realm="gateway"` and, when
+credentials were sent, `error="invalid_token"` (RFC 6750 §3.1: no error code when the
+request carried none). A tenant that is unknown or disabled in policies/tenants.yaml is
+refused the same way, so a disabled tenant's keys and tokens stop at the next reload.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from gateway.auth.api_keys import KEY_PREFIX
+from gateway.auth.service import AuthService
+from gateway.context import Principal, RequestContext
+from gateway.errors import Unauthenticated
+from gateway.pipeline import Policy
+from gateway.proxy_response import ProxyResponse
+
+NO_CREDENTIALS = "send an API key or access token: Authorization: Bearer <credential>"
+MALFORMED = "the credential is neither a gateway API key nor a JWT"
+UNKNOWN_TENANT = "the credential's tenant is unknown or disabled"
+
+
+def presented_credential(ctx: RequestContext) -> str | None:
+    """The bearer credential of the request, if any (Authorization wins over X-API-Key)."""
+    auth = ctx.header(b"authorization")
+    if auth is not None:
+        scheme, _, value = auth.partition(b" ")
+        if scheme.lower() == b"bearer" and value.strip():
+            return value.strip().decode("latin-1")
+    key = ctx.header(b"x-api-key")
+    if key is not None and key.strip():
+        return key.strip().decode("latin-1")
+    return None
+
+
+class AuthenticatePolicy(Policy):
+    """First in the pipeline: sets `ctx.principal` or ends the request with a 401."""
+
+    name = "authenticate"
+
+    def __init__(self, auth: AuthService):
+        self.auth = auth
+
+    async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
+        if ctx.route.public:
+            return None
+        credential = presented_credential(ctx)
+        if credential is None:
+            raise Unauthenticated(NO_CREDENTIALS, error="")
+        principal: Principal
+        if credential.startswith(KEY_PREFIX):
+            principal = self.auth.verify_api_key(credential)
+        elif credential.count(".") == 2:
+            principal = await self.auth.verify_token(credential)
+        else:
+            raise Unauthenticated(MALFORMED)
+        tenant = ctx.config.tenants.get(principal.tenant_id)
+        if tenant is None or not tenant.enabled:
+            raise Unauthenticated(UNKNOWN_TENANT)
+        ctx.principal = principal
+        structlog.contextvars.bind_contextvars(tenant=principal.tenant_id,
+                                               credential=principal.credential_id)
+        return None
