@@ -9,6 +9,7 @@ endpoints only read from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import httpx
 import redis.asyncio as aioredis
 import structlog
 
-from gateway.auth.api_keys import verify_key
+from gateway.auth.api_keys import split_key, verify_key
 from gateway.auth.jwks import IssuerKeys
 from gateway.auth.key_store import KeyStore, open_key_store, watch
 from gateway.auth.oauth_clients import OAuthClientRecord
@@ -29,6 +30,7 @@ from gateway.settings import Settings
 log = structlog.get_logger("gateway.auth")
 
 STORE_STALE = "credentials cannot be checked right now"
+MISS_REFRESH_INTERVAL = 0.1  # seconds between store re-checks caused by unknown key ids
 
 
 def signing_key_path(settings: Settings) -> Path:
@@ -49,6 +51,7 @@ class AuthService:
                                       settings.token_audience, [], settings.jwt_leeway,
                                       self.client)
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_miss_refresh = 0.0
 
     async def start(self, redis: aioredis.Redis | None, http: httpx.AsyncClient) -> None:
         s = self.settings
@@ -107,9 +110,21 @@ class AuthService:
             raise ServiceUnavailable(STORE_STALE)
         return store
 
-    def verify_api_key(self, presented: str) -> Principal:
-        """An API key's principal; its scopes are the key's own, or '*' (see docs)."""
-        record = verify_key(presented, self._live_store().key, time.time())
+    async def verify_api_key(self, presented: str) -> Principal:
+        """An API key's principal; its scopes are the key's own, or '*' (see docs).
+
+        An unknown key id re-checks the store at once (at most every 100 ms), so a key
+        used right after `gateway keys create` works without waiting for the next poll.
+        """
+        store = self._live_store()
+        parts = split_key(presented)
+        if parts is not None and store.key(parts[0]) is None:
+            now = time.monotonic()
+            if now - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
+                self._last_miss_refresh = now
+                with contextlib.suppress(ServiceUnavailable):
+                    await store.refresh()
+        record = verify_key(presented, store.key, time.time())
         return Principal(tenant_id=record.tenant_id, credential_id=record.key_id,
                          kind="api_key", scopes=frozenset(record.scopes))
 

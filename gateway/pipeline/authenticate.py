@@ -55,7 +55,7 @@ class AuthenticatePolicy(Policy):
             raise Unauthenticated(NO_CREDENTIALS, error="")
         principal: Principal
         if credential.startswith(KEY_PREFIX):
-            principal = self.auth.verify_api_key(credential)
+            principal = await self.auth.verify_api_key(credential)
         elif credential.count(".") == 2:
             principal = await self.auth.verify_token(credential)
         else:

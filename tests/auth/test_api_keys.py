@@ -51,6 +51,17 @@ def test_create_use_revoke_file_store(auth_config, backend, start_gateway, cli):
     assert "revoked" in cli("keys", "list")
 
 
+def test_new_key_works_at_once(auth_config, backend, start_gateway, cli):
+    # A script that creates a key and calls straight away must not race the store poll.
+    gw = start_gateway()
+    gw.client.get("/healthz")
+    for _ in range(3):
+        time.sleep(0.15)  # unknown ids re-check the store at most every 100 ms
+        key = cli("keys", "create", "--tenant", "demo").strip()
+        r = gw.client.post("/v1/sentiment", headers=bearer(key), json={"text": "hi"})
+        assert r.status_code == 200, r.text
+
+
 def test_cli_subprocess_sees_same_store(auth_config, start_gateway, tmp_path):
     gw = start_gateway()
     env = {**os.environ, "GATEWAY_DATA_DIR": str(tmp_path / "data"),
