@@ -7,13 +7,17 @@ Cases, one gateway worker pinned to its core, wrk and the fake upstream on the o
          then the same with an in-flight cap too (one more Redis call, plus the release)
   - c=64: proxied miss (route without cache) vs memory cache hit (target: hit >= 2x faster)
 
-Until authentication is merged the tenant comes from the test-only `X-Test-Tenant` step,
-so the gateway runs as `python -m tests.limits.replica` (the real server plus that step).
+Every case is the plain `gateway serve`, and every request carries a real API key of its
+tenant (created with `gateway keys create` before the gateway starts, in the credentials
+file or in Redis like the counters): the baseline pays the same authentication as the
+limited cases, so the differences are the cost of limiting and caching alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +26,7 @@ from pathlib import Path
 from harness import (
     GATEWAY_CORE,
     LOAD_CORE,
+    ROOT,
     Result,
     fake_upstream,
     free_port,
@@ -53,7 +58,9 @@ TENANTS = "version: 1\ntenants:\n  limited: {tier: bench}\n  capped: {tier: capp
 BODY = '{"text": "I love this product, it works great"}'
 
 
-def gateway(up_port: int, redis_url: str | None):
+def gateway(up_port: int, redis_url: str | None
+            ) -> tuple[subprocess.Popen[bytes], str, dict[str, dict[str, str]]]:
+    """`gateway serve` over a fresh config; also the Authorization header per tenant."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-limits-"))
     (workdir / "routes.yaml").write_text(ROUTES % up_port)
     (workdir / "policies").mkdir()
@@ -62,19 +69,25 @@ def gateway(up_port: int, redis_url: str | None):
     port = free_port()
     env = {"GATEWAY_PORT": str(port), "GATEWAY_ROUTES_FILE": str(workdir / "routes.yaml"),
            "GATEWAY_POLICIES_DIR": str(workdir / "policies"), "GATEWAY_DATA_DIR": str(workdir),
-           "GATEWAY_LOG_FORMAT": "json", "GATEWAY_ACCESS_LOG": "false",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "GATEWAY_LOG_FORMAT": "json", "GATEWAY_ACCESS_LOG": "false"}
     if redis_url:
         env["GATEWAY_REDIS_URL"] = redis_url
-    proc = start([sys.executable, "-m", "tests.limits.replica"], GATEWAY_CORE, env,
+    # Keys first, through the real CLI and store: the gateway loads them at startup.
+    auth = {}
+    for tenant in ("limited", "capped", "free"):
+        out = subprocess.run([sys.executable, "-m", "gateway", "keys", "create",
+                              "--tenant", tenant], env={**os.environ, **env}, cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        auth[tenant] = {"Authorization": f"Bearer {out.splitlines()[0].strip()}"}
+    proc = start([sys.executable, "-m", "gateway", "serve"], GATEWAY_CORE, env,
                  log=workdir / "gateway.log")
     wait_port(port)
-    return proc, f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}", auth
 
 
-def run(name: str, url: str, conns: int, seconds: float, tenant: str) -> Result:
+def run(name: str, url: str, conns: int, seconds: float, auth: dict[str, str]) -> Result:
     res = wrk(name, url, conns, seconds, "POST", BODY,
-              {"Content-Type": "application/json", "X-Test-Tenant": tenant})
+              {"Content-Type": "application/json", **auth})
     print(res.row(), flush=True)
     time.sleep(0.3)
     return res
@@ -92,20 +105,24 @@ def main() -> None:
     results: dict[str, Result] = {}
     try:
         for store, redis_url in (("memory", None), ("redis", f"redis://127.0.0.1:{redis_port}")):
-            gw, base = gateway(up_port, redis_url)
+            gw, base, auth = gateway(up_port, redis_url)
             try:
-                wrk("warm-up", base + "/v1/plain", 8, 2, "POST", BODY,
-                    {"X-Test-Tenant": "limited"})
+                for tenant, headers in auth.items():  # each key works, and a warm-up
+                    check = wrk(f"warm-up {tenant}", base + "/v1/plain", 8, 1, "POST", BODY,
+                                {"Content-Type": "application/json", **headers})
+                    if check.errors:
+                        sys.exit(f"warm-up for {tenant}: {check.errors} errors (non-2xx?)")
                 if store == "memory":
-                    results["off"] = run("no limits, c=1", base + "/v1/plain", 1, s, "free")
+                    results["off"] = run("no limits, c=1", base + "/v1/plain", 1, s,
+                                         auth["free"])
                     results["miss"] = run("proxied (no cache), c=64", base + "/v1/plain", 64, s,
-                                          "free")
+                                          auth["free"])
                     results["hit"] = run("cache hit (memory), c=64", base + "/v1/cached", 64,
-                                         s, "free")
+                                         s, auth["free"])
                 results[store] = run(f"rate limited ({store}), c=1", base + "/v1/plain", 1, s,
-                                     "limited")
+                                     auth["limited"])
                 results[store + "+cap"] = run(f"rate + in-flight cap ({store}), c=1",
-                                              base + "/v1/plain", 1, s, "capped")
+                                              base + "/v1/plain", 1, s, auth["capped"])
             finally:
                 stop(gw)
     finally:

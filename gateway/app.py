@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -51,9 +51,6 @@ def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> lis
         RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
         CachePolicy(stores, settings.cache_max_entry_bytes),
     ]
-
-
-PolicyFactory = Callable[[Settings, Stores, AuthService], Sequence[Policy]]
 
 
 async def _flush_logs_periodically(interval: float = 0.2) -> None:
@@ -112,18 +109,15 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, config: RuntimeConfig | None = None,
-               policies: PolicyFactory = build_policies) -> Starlette:
-    """Build the gateway app. Raises ConfigError at once if the config does not load.
-
-    `policies` builds the pipeline over the stores (tests add their own steps to it)."""
+def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starlette:
+    """Build the gateway app. Raises ConfigError at once if the config does not load."""
     if config is None:
         config = load_config(settings.routes_file, settings.policies_dir)
     holder = ConfigHolder(config)
     health = TargetHealth()
     stores = open_stores(settings)  # memory, or Redis when GATEWAY_REDIS_URL is set
     auth = AuthService(settings)  # loads (or creates) the signing key: fails fast
-    proxy = ProxyEndpoint(holder, policies(settings, stores, auth),
+    proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth),
                           upstream=None)  # type: ignore[arg-type]
     metrics = GatewayMetrics(enabled=settings.metrics)
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,

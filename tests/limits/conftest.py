@@ -1,20 +1,16 @@
-"""Fixtures for limits and cache tests: gateways whose requests carry a tenant.
+"""Fixtures for limits and cache tests: gateways whose requests come from real tenants.
 
-Until authentication lands, the tenant comes from a test-only policy reading
-`X-Test-Tenant`, added in front of the real pipeline through create_app's `policies`
-factory. Two functions are all that change when real credentials arrive:
-`as_tenant(tenant_id)` (the request headers naming a tenant) and `pipeline` (the
-policy list the test gateways run).
+Every tenant in the test's tenants.yaml gets one real API key, issued with `issue_key`
+and written through the real key store the gateway reads (the credentials file in its
+data dir, or Redis when it shares one) before the gateway starts. `as_tenant(tenant_id)`
+is the Authorization header carrying that tenant's key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,39 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.app import build_policies, create_app
-from gateway.context import Principal, RequestContext
-from gateway.pipeline import Policy
-from gateway.proxy_response import ProxyResponse
-from gateway.settings import Settings
-from gateway.stores import Stores
+from gateway.app import create_app
+from gateway.auth.api_keys import ApiKeyRecord, issue_key
+from gateway.auth.key_store import open_key_store
+from gateway.stores import connect_redis
 from tests.conftest import RunningGateway, make_settings, write_routes
-from tests.processes import GatewayProcess, wait_http
 from tests.servers import ThreadedServer
-
-TEST_TENANT_HEADER = b"x-test-tenant"
-
-
-class HeaderTenantPolicy(Policy):
-    """Test only: the tenant named by X-Test-Tenant becomes the principal."""
-
-    name = "test_tenant"
-
-    async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
-        tenant = ctx.header(TEST_TENANT_HEADER)
-        if tenant:
-            ctx.principal = Principal(tenant.decode(), "test-credential", "test")
-        return None
-
-
-def pipeline(settings: Settings, stores: Stores, auth: Any) -> Sequence[Policy]:
-    """The pipeline test gateways run: the tenant step, then the real policies."""
-    return [HeaderTenantPolicy(), *build_policies(settings, stores, auth)]
-
-
-def as_tenant(tenant_id: str) -> dict[str, str]:
-    """Request headers that make a request come from `tenant_id`."""
-    return {"X-Test-Tenant": tenant_id}
 
 
 def write_policies(policies_dir: Path, tiers: dict[str, Any],
@@ -80,13 +49,68 @@ def write_setup(tmp_path: Path, upstream_url: str, tiers: dict[str, Any],
     write_policies(tmp_path / "policies", tiers, tenants)
 
 
+def tenants_in(policies_dir: Path) -> list[str]:
+    data = yaml.safe_load((policies_dir / "tenants.yaml").read_text())
+    return list(data.get("tenants") or {})
+
+
+class TenantKeys:
+    """One real API key per tenant; `as_tenant(t)` is the header that presents it."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[str, ApiKeyRecord]] = {}
+
+    def as_tenant(self, tenant_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant_id][0]}"}
+
+    def records(self, tenants: Iterable[str]) -> list[ApiKeyRecord]:
+        for tenant in tenants:
+            if tenant not in self.keys:
+                self.keys[tenant] = issue_key(tenant, name="limits-test")
+        return [self.keys[t][1] for t in tenants]
+
+    def write(self, tenants: Iterable[str], data_dir: Path, redis_url: str | None) -> None:
+        """Issue keys for `tenants` (once each) and store them where a gateway with this
+        data dir / Redis looks: the same factory the gateway uses picks the store."""
+        records = self.records(list(tenants))
+
+        async def put() -> None:
+            redis = connect_redis(redis_url) if redis_url else None
+            store = open_key_store(data_dir, redis)
+            try:
+                for record in records:
+                    await store.put_key(record)
+            finally:
+                await store.close()
+                if redis is not None:
+                    await redis.aclose()
+
+        asyncio.run(put())
+
+
 @pytest.fixture
-def start_limited(tmp_path: Path) -> Iterator[Callable[..., RunningGateway]]:
-    """Like start_gateway, with the tenant step in front of the pipeline."""
+def tenant_keys() -> TenantKeys:
+    return TenantKeys()
+
+
+@pytest.fixture
+def as_tenant(tenant_keys: TenantKeys) -> Callable[[str], dict[str, str]]:
+    """`as_tenant(tenant_id)`: request headers carrying that tenant's real API key."""
+    return tenant_keys.as_tenant
+
+
+@pytest.fixture
+def start_limited(tmp_path: Path, tenant_keys: TenantKeys
+                  ) -> Iterator[Callable[..., RunningGateway]]:
+    """Like start_gateway, after writing a key for every tenant in tenants.yaml (and for
+    `extra_tenants`, which tenants.yaml need not name) to the gateway's key store."""
     started: list[RunningGateway] = []
 
-    def start(**overrides: Any) -> RunningGateway:
-        app = create_app(make_settings(tmp_path, **overrides), policies=pipeline)
+    def start(extra_tenants: Sequence[str] = (), **overrides: Any) -> RunningGateway:
+        settings = make_settings(tmp_path, **overrides)
+        tenant_keys.write([*tenants_in(settings.policies_dir), *extra_tenants],
+                          settings.data_dir, settings.redis_url)
+        app = create_app(settings)
         gw = RunningGateway(ThreadedServer(app).start(), app)
         started.append(gw)
         return gw
@@ -126,21 +150,6 @@ def upstream() -> Iterator[Upstream]:
     u = Upstream()
     yield u
     u.server.stop()
-
-
-# -- replicas: real gateway processes ---------------------------------------------------
-
-class ReplicaProcess(GatewayProcess):
-    """`python -m tests.limits.replica`: the real server with the test tenant step."""
-
-    def start(self) -> ReplicaProcess:
-        env = {**self.env, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-        with self.log_path.open("wb") as log:  # the child keeps its own copy
-            self.proc = subprocess.Popen([sys.executable, "-m", "tests.limits.replica"],
-                                         env=env, cwd=self.cwd, stdout=log, stderr=log)
-        wait_http(self.url + "/healthz", proc=self.proc)
-        return self
 
 
 async def fire(urls: Sequence[str], n: int, path: str, headers: dict[str, str],

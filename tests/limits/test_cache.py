@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.limits.conftest import as_tenant, write_setup
+from tests.limits.conftest import write_setup
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -26,6 +27,8 @@ def cached_routes(**cache: Any) -> list[dict[str, Any]]:
          "cache": {"ttl": 60, **cache}},
         {"name": "shared", "match": {"prefix": "/s"}, "upstream": "main", "rewrite": "/",
          "cache": {"ttl": 60, "shared": True}},
+        {"name": "open", "match": {"prefix": "/o"}, "upstream": "main", "rewrite": "/",
+         "public": True, "cache": {"ttl": 60}},
     ]
 
 
@@ -37,13 +40,19 @@ def gw(tmp_path, upstream, start_limited, store):
     return start_limited(**store)
 
 
-def post(gw, path: str, body: Any, tenant: str = "acme", **headers: str) -> httpx.Response:
-    return gw.client.post(path, json=body, headers={**as_tenant(tenant), **headers})
+@pytest.fixture
+def post(gw, as_tenant) -> Callable[..., httpx.Response]:
+    """post(path, body, tenant="acme", **headers): a JSON POST with the tenant's key."""
+
+    def send(path: str, body: Any, tenant: str = "acme", **headers: str) -> httpx.Response:
+        return gw.client.post(path, json=body, headers={**as_tenant(tenant), **headers})
+
+    return send
 
 
-def test_miss_then_hit_with_equal_json_and_rate_headers(gw, upstream):
+def test_miss_then_hit_with_equal_json_and_rate_headers(gw, post, upstream, as_tenant):
     before = upstream.hits
-    a = post(gw, "/c/p", {"text": "hi", "n": 1})
+    a = post("/c/p", {"text": "hi", "n": 1})
     b = gw.client.post("/c/p", content=b'{ "n": 1,\n "text": "hi" }',
                        headers={**as_tenant("acme"), "Content-Type": "application/json"})
     assert a.status_code == b.status_code == 200
@@ -55,55 +64,61 @@ def test_miss_then_hit_with_equal_json_and_rate_headers(gw, upstream):
     assert int(a.headers["ratelimit-remaining"]) - int(b.headers["ratelimit-remaining"]) == 1
     assert b.headers["x-request-id"] != a.headers["x-request-id"]
     # Anything else that differs is another entry: body, path, query, method, vary.
-    for r in (post(gw, "/c/p", {"text": "hi", "n": 2}), post(gw, "/c/q", {"text": "hi", "n": 1}),
+    for r in (post("/c/p", {"text": "hi", "n": 2}), post("/c/q", {"text": "hi", "n": 1}),
               gw.client.post("/c/p?x=1", json={"text": "hi", "n": 1}, headers=as_tenant("acme")),
               gw.client.get("/c/p", headers=as_tenant("acme")),
-              post(gw, "/c/p", {"text": "hi", "n": 1}, **{"Accept-Language": "fr"})):
+              post("/c/p", {"text": "hi", "n": 1}, **{"Accept-Language": "fr"})):
         assert r.headers["x-cache"] == "MISS"
 
 
-def test_bypass_skips_lookup_but_stores(gw, upstream):
-    post(gw, "/c/b", {"q": 1})
-    r = post(gw, "/c/b", {"q": 1}, **{"Cache-Control": "no-cache"})
+def test_bypass_skips_lookup_but_stores(post):
+    post("/c/b", {"q": 1})
+    r = post("/c/b", {"q": 1}, **{"Cache-Control": "no-cache"})
     assert r.headers["x-cache"] == "BYPASS"
-    again = post(gw, "/c/b", {"q": 1})
+    again = post("/c/b", {"q": 1})
     assert again.headers["x-cache"] == "HIT" and again.headers["x-hit"] == r.headers["x-hit"]
     # no-store from the client: neither looked up nor stored.
-    r = post(gw, "/c/b2", {"q": 1}, **{"Cache-Control": "no-store"})
+    r = post("/c/b2", {"q": 1}, **{"Cache-Control": "no-store"})
     assert r.headers["x-cache"] == "BYPASS"
-    assert post(gw, "/c/b2", {"q": 1}).headers["x-cache"] == "MISS"
+    assert post("/c/b2", {"q": 1}).headers["x-cache"] == "MISS"
 
 
-def test_ttl_expiry(gw):
-    assert post(gw, "/c/t", {"q": 1}).headers["x-cache"] == "MISS"
-    assert post(gw, "/c/t", {"q": 1}).headers["x-cache"] == "HIT"
+def test_ttl_expiry(post):
+    assert post("/c/t", {"q": 1}).headers["x-cache"] == "MISS"
+    assert post("/c/t", {"q": 1}).headers["x-cache"] == "HIT"
     time.sleep(0.6)
-    assert post(gw, "/c/t", {"q": 1}).headers["x-cache"] == "MISS"
+    assert post("/c/t", {"q": 1}).headers["x-cache"] == "MISS"
 
 
 @pytest.mark.parametrize("query", ["cc=no-store", "cc=private", "cc=no-cache", "cc=max-age=0",
                                    "status=404", "status=500"])
-def test_unstorable_answers_are_not_stored(gw, upstream, query):
+def test_unstorable_answers_are_not_stored(post, upstream, query):
     before = upstream.hits
-    first = post(gw, f"/c/u?{query}", {"q": 1})
-    second = post(gw, f"/c/u?{query}", {"q": 1})
+    first = post(f"/c/u?{query}", {"q": 1})
+    second = post(f"/c/u?{query}", {"q": 1})
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "MISS")
     assert upstream.hits - before == 2
 
 
-def test_tenants_never_share_unless_the_route_is_shared(gw, upstream):
-    a = post(gw, "/c/same", {"q": 1}, tenant="acme")
-    b = post(gw, "/c/same", {"q": 1}, tenant="beta")
+def test_tenants_never_share_unless_the_route_is_shared(gw, post, upstream):
+    a = post("/c/same", {"q": 1}, tenant="acme")
+    b = post("/c/same", {"q": 1}, tenant="beta")
     assert (a.headers["x-cache"], b.headers["x-cache"]) == ("MISS", "MISS")
     assert a.headers["x-hit"] != b.headers["x-hit"]
-    # Requests without a principal are their own scope too.
-    assert gw.client.post("/c/same", json={"q": 1}).headers["x-cache"] == "MISS"
-    a = post(gw, "/s/same", {"q": 1}, tenant="acme")
-    b = post(gw, "/s/same", {"q": 1}, tenant="beta")
+    # Without a key a private route answers 401: never a tenant's cached entry.
+    anonymous = gw.client.post("/c/same", json={"q": 1})
+    assert anonymous.status_code == 401 and "x-cache" not in anonymous.headers
+    # A public route has no principal: one anonymous scope, whoever calls, key or not.
+    codes = [gw.client.post("/o/same", json={"q": 1}).headers["x-cache"],
+             post("/o/same", {"q": 1}, tenant="acme").headers["x-cache"],
+             post("/o/same", {"q": 1}, tenant="beta").headers["x-cache"]]
+    assert codes == ["MISS", "HIT", "HIT"]
+    a = post("/s/same", {"q": 1}, tenant="acme")
+    b = post("/s/same", {"q": 1}, tenant="beta")
     assert (a.headers["x-cache"], b.headers["x-cache"]) == ("MISS", "HIT")
 
 
-def test_identical_concurrent_misses_make_one_upstream_call(gw, upstream):
+def test_identical_concurrent_misses_make_one_upstream_call(gw, upstream, as_tenant):
     before = upstream.hits
 
     async def burst() -> list[httpx.Response]:
@@ -120,10 +135,12 @@ def test_identical_concurrent_misses_make_one_upstream_call(gw, upstream):
     assert Counter(r.headers["x-cache"] for r in answers) == {"MISS": 1, "HIT": 99}
 
 
-def test_streamed_and_oversized_answers_are_not_stored(tmp_path, backend, start_limited):
-    write_setup(tmp_path, backend.url, {}, {}, cached_routes())
+def test_streamed_and_oversized_answers_are_not_stored(tmp_path, backend, start_limited,
+                                                       as_tenant):
+    write_setup(tmp_path, backend.url, {}, {"acme": {}}, cached_routes())
     gw = start_limited(cache_max_entry_bytes=100)
+    h = as_tenant("acme")
     for path in ("/c/sse?n=2&gap=0.01", "/c/echo-long-enough-to-exceed-one-hundred-bytes"):
-        codes = [gw.client.get(path).headers["x-cache"] for _ in range(2)]
+        codes = [gw.client.get(path, headers=h).headers["x-cache"] for _ in range(2)]
         assert codes == ["MISS", "MISS"], path
-    assert [gw.client.get("/c/sse?n=2&gap=0.01").status_code] == [200]
+    assert [gw.client.get("/c/sse?n=2&gap=0.01", headers=h).status_code] == [200]

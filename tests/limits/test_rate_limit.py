@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import write_routes
-from tests.limits.conftest import as_tenant, fire, wait_until, write_setup
+from tests.limits.conftest import fire, wait_until, write_setup
 
 STORES = ["memory", "redis"]
 
@@ -24,7 +24,8 @@ def store(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"redis_url": server.url}
 
 
-def test_limit_admits_exactly_then_429_with_headers(tmp_path, backend, start_limited, store):
+def test_limit_admits_exactly_then_429_with_headers(tmp_path, backend, start_limited, store,
+                                                    as_tenant):
     write_setup(tmp_path, backend.url, {"basic": {"rate": "5/minute"}},
                 {"acme": {"tier": "basic"}})
     gw = start_limited(**store)
@@ -45,7 +46,7 @@ def test_limit_admits_exactly_then_429_with_headers(tmp_path, backend, start_lim
     assert refused.headers["retry-after"] == refused.headers["ratelimit-reset"]
 
 
-def test_window_resets_as_documented(tmp_path, backend, start_limited, store):
+def test_window_resets_as_documented(tmp_path, backend, start_limited, store, as_tenant):
     # Moving window: a unit comes back exactly one window after it was spent.
     write_setup(tmp_path, backend.url, {"basic": {"rate": "3 per 1 second"}},
                 {"acme": {"tier": "basic"}})
@@ -60,7 +61,7 @@ def test_window_resets_as_documented(tmp_path, backend, start_limited, store):
         200, 200, 200, 429]
 
 
-def test_cost_is_charged_per_route(tmp_path, backend, start_limited, store):
+def test_cost_is_charged_per_route(tmp_path, backend, start_limited, store, as_tenant):
     routes = [
         {"name": "heavy", "match": {"prefix": "/heavy"}, "upstream": "main", "rewrite": "/",
          "cost": 4},
@@ -81,13 +82,18 @@ def test_cost_is_charged_per_route(tmp_path, backend, start_limited, store):
 
 
 def test_tenant_override_beats_tier_and_default_tier_applies(tmp_path, backend,
-                                                             start_limited, store):
+                                                             start_limited, store, as_tenant):
     tiers = {"basic": {"rate": "2/minute"}, "default": {"rate": "1/minute"}}
     tenants = {"acme": {"tier": "basic"}, "big": {"tier": "basic",
                                                  "overrides": {"rate": "4/minute"}},
                "loose": {}}
-    write_setup(tmp_path, backend.url, tiers, tenants)
-    gw = start_limited(**store)
+    routes = [
+        {"name": "api", "match": {"prefix": "/api"}, "upstream": "main", "rewrite": "/"},
+        {"name": "open", "match": {"prefix": "/open"}, "upstream": "main", "rewrite": "/",
+         "public": True},
+    ]
+    write_setup(tmp_path, backend.url, tiers, tenants, routes)
+    gw = start_limited(extra_tenants=["stranger"], **store)
 
     def admitted(tenant: str) -> int:
         codes = [gw.client.get("/api/x", headers=as_tenant(tenant)).status_code
@@ -97,14 +103,21 @@ def test_tenant_override_beats_tier_and_default_tier_applies(tmp_path, backend,
     assert admitted("acme") == 2
     assert admitted("big") == 4
     assert admitted("loose") == 1  # no tier: the `default` tier
-    assert admitted("stranger") == 1  # not in tenants.yaml: the `default` tier too
-    # Tenants are counted apart; public requests (no principal) are not limited.
-    assert all(gw.client.get("/api/x").status_code == 200 for _ in range(5))
-    assert "ratelimit-limit" not in gw.client.get("/api/x").headers
+    # A real key whose tenant is not in tenants.yaml never reaches the limiter: 401.
+    before = backend.hits["/x"]
+    stranger = gw.client.get("/api/x", headers=as_tenant("stranger"))
+    assert stranger.status_code == 401 and "ratelimit-limit" not in stranger.headers
+    assert backend.hits["/x"] == before
+    # Tenants are counted apart; requests to a public route have no principal and are
+    # not limited, even when they carry a key (a public route ignores credentials).
+    assert all(gw.client.get("/open/x").status_code == 200 for _ in range(5))
+    assert "ratelimit-limit" not in gw.client.get("/open/x").headers
+    r = gw.client.get("/open/x", headers=as_tenant("loose"))
+    assert r.status_code == 200 and "ratelimit-limit" not in r.headers
 
 
 def test_several_limits_all_apply_and_refusal_charges_none(tmp_path, backend,
-                                                           start_limited, store):
+                                                           start_limited, store, as_tenant):
     routes = [
         {"name": "a", "match": {"prefix": "/a"}, "upstream": "main", "rewrite": "/"},
         {"name": "b", "match": {"prefix": "/b"}, "upstream": "main", "rewrite": "/"},
@@ -126,7 +139,8 @@ def test_several_limits_all_apply_and_refusal_charges_none(tmp_path, backend,
     assert [gw.client.get("/b/x", headers=h).status_code for _ in range(3)] == [200, 200, 429]
 
 
-def test_limits_follow_a_config_reload(tmp_path, backend, start_limited, store):
+def test_limits_follow_a_config_reload(tmp_path, backend, start_limited, store,
+                                       as_tenant):
     write_setup(tmp_path, backend.url, {"basic": {"rate": "1/minute"}},
                 {"acme": {"tier": "basic"}})
     gw = start_limited(**store)
@@ -140,7 +154,7 @@ def test_limits_follow_a_config_reload(tmp_path, backend, start_limited, store):
     assert gw.client.get("/api/x", headers=h).status_code == 200
 
 
-def test_in_flight_cap(tmp_path, backend, start_limited, store):
+def test_in_flight_cap(tmp_path, backend, start_limited, store, as_tenant):
     write_setup(tmp_path, backend.url, {"basic": {"max_in_flight": 3}},
                 {"acme": {"tier": "basic"}})
     gw = start_limited(**store)
@@ -174,7 +188,7 @@ async def _count(gw: Any, tenant: str) -> int:
 
 
 def test_slots_released_after_disconnects_and_timeouts(tmp_path, backend, start_limited,
-                                                       store):
+                                                       store, as_tenant):
     routes = [
         {"name": "api", "match": {"prefix": "/api"}, "upstream": "main", "rewrite": "/"},
         {"name": "short", "match": {"prefix": "/short"}, "upstream": "main", "rewrite": "/",

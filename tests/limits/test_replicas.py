@@ -1,4 +1,5 @@
-"""Exactness across replicas: three gateway processes sharing one real Redis."""
+"""Exactness across replicas: three `gateway serve` processes sharing one real Redis,
+which holds the counters, the in-flight slots, the cache and the tenants' API keys."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 from gateway.stores import connect_redis
 from gateway.stores.redis import RedisInFlightStore
 from tests.conftest import write_routes
-from tests.limits.conftest import ReplicaProcess, as_tenant, fire, wait_until, write_policies
-from tests.processes import RedisServer
+from tests.limits.conftest import TenantKeys, fire, wait_until, write_policies
+from tests.processes import GatewayProcess, RedisServer
 from tests.servers import Backend
 
 pytestmark = pytest.mark.slow
@@ -32,9 +33,13 @@ TENANTS = {"rate": {"tier": "hundred"}, "cap": {"tier": "capped"},
 
 
 class Cluster:
-    def __init__(self, redis: RedisServer, backend: Backend, replicas: list[ReplicaProcess],
+    def __init__(self, redis: RedisServer, backend: Backend, replicas: list[GatewayProcess],
                  workdir: Path):
         self.redis, self.backend, self.replicas, self.workdir = redis, backend, replicas, workdir
+        self.keys = TenantKeys()
+
+    def as_tenant(self, tenant_id: str) -> dict[str, str]:
+        return self.keys.as_tenant(tenant_id)
 
     @property
     def urls(self) -> list[str]:
@@ -72,8 +77,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     ])
     write_policies(workdir / "policies", TIERS, TENANTS)
     c = Cluster(redis, backend, [], workdir)
+    # Keys in the shared Redis before any replica starts: each loads them at startup.
+    c.keys.write(TENANTS, workdir / "data", redis.url)
     try:
-        c.replicas = [ReplicaProcess(c.env(), workdir).start() for _ in range(3)]
+        c.replicas = [GatewayProcess(c.env(), workdir).start() for _ in range(3)]
         yield c
     finally:
         for r in c.replicas:
@@ -84,7 +91,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_exactly_the_limit_is_admitted_across_replicas(cluster):
     before = cluster.backend.hits["/x"]
-    answers = asyncio.run(fire(cluster.urls, 1000, "/api/x", as_tenant("rate")))
+    answers = asyncio.run(fire(cluster.urls, 1000, "/api/x", cluster.as_tenant("rate")))
     codes = Counter(r.status_code for r in answers)
     assert codes == {200: 100, 429: 900}
     assert cluster.backend.hits["/x"] - before == 100
@@ -100,7 +107,8 @@ def test_exactly_the_limit_is_admitted_across_replicas(cluster):
 
 def test_in_flight_cap_is_exact_across_replicas(cluster):
     before = cluster.backend.hits["/slow"]
-    answers = asyncio.run(fire(cluster.urls, 100, "/api/slow?delay=2", as_tenant("cap")))
+    answers = asyncio.run(fire(cluster.urls, 100, "/api/slow?delay=2",
+                               cluster.as_tenant("cap")))
     assert Counter(r.status_code for r in answers) == {200: 10, 429: 90}
     assert cluster.backend.hits["/slow"] - before == 10
     assert cluster.in_flight("cap") == 0
@@ -108,7 +116,7 @@ def test_in_flight_cap_is_exact_across_replicas(cluster):
 
 def test_no_slot_leaks_after_disconnects_and_timeouts(cluster):
     urls = cluster.urls
-    h = as_tenant("slots")
+    h = cluster.as_tenant("slots")
 
     async def run() -> Counter[str]:
         outcomes: Counter[str] = Counter()
@@ -133,12 +141,12 @@ def test_no_slot_leaks_after_disconnects_and_timeouts(cluster):
 
 
 def test_crashed_replicas_slots_expire(cluster):
-    doomed = ReplicaProcess(cluster.env(GATEWAY_INFLIGHT_SLOT_TTL="1"), cluster.workdir)
+    doomed = GatewayProcess(cluster.env(GATEWAY_INFLIGHT_SLOT_TTL="1"), cluster.workdir)
     doomed.start()
     try:
         def hang() -> None:
             with contextlib.suppress(httpx.HTTPError):  # the replica dies under them
-                asyncio.run(fire([doomed.url], 5, "/api/slow?delay=4", as_tenant("crash")))
+                asyncio.run(fire([doomed.url], 5, "/api/slow?delay=4", cluster.as_tenant("crash")))
 
         hung = threading.Thread(target=hang, daemon=True)
         hung.start()
@@ -158,7 +166,7 @@ def test_crashed_replicas_slots_expire(cluster):
 
 def test_cache_is_shared_by_replicas(cluster):
     first, second = cluster.urls[:2]
-    h = as_tenant("slots")
+    h = cluster.as_tenant("slots")
     a = httpx.post(first + "/cached/c", json={"q": 1, "r": 2}, headers=h)
     b = httpx.post(second + "/cached/c", json={"r": 2, "q": 1}, headers=h)
     assert a.headers["x-cache"] == "MISS" and b.headers["x-cache"] == "HIT"
