@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,7 +176,8 @@ class FileKeyStore(_Snapshot):
 
 
 class RedisKeyStore(_Snapshot):
-    """Two Redis hashes and a version counter, shared by every replica."""
+    """Two Redis hashes and a version token (changed by every write), shared by every
+    replica."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str = "gw:auth:"):
         super().__init__()
@@ -207,7 +209,9 @@ class RedisKeyStore(_Snapshot):
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(hash_name, record_id, orjson.dumps(value))
-                pipe.incr(self.version_key)
+                # A random version, not a counter: a Redis restarted empty and refilled
+                # could count back up to a version a replica already holds.
+                pipe.set(self.version_key, secrets.token_hex(8))
                 await pipe.execute()
         except RedisError as exc:
             raise ServiceUnavailable(STORE_UNREACHABLE) from exc
