@@ -4,9 +4,11 @@ The topology of docker-compose.yml as plain processes on loopback: a throwaway R
 gateway (`python -m gateway serve`, state in that Redis), the backends it fronts (the
 tests' Backend and the bundled inference services, started by their own commands) and
 Debian's `prometheus` scraping them every second with deploy/prometheus/alerts.yml
-loaded. After a mix of traffic, every PromQL expression of every panel of
-dashboards/*.json and of every rule in alerts.yml goes through Prometheus's HTTP API:
-each must be valid, and each must return real numbers.
+loaded. Tenants in policies/ (one on a tier with a small rate limit) call with real API
+keys issued into the gateway's Redis key store. After a mix of traffic (successes,
+upstream failures, 401s, 403s, 429s, cache hits, misses and bypasses), every PromQL
+expression of every panel of dashboards/*.json and of every rule in alerts.yml goes
+through Prometheus's HTTP API: each must be valid, and each must return real numbers.
 
 Alert rules: an alert's `expr` returns nothing while all is well (`x > 0.05`), so
 "returns data" cannot be asked of it. Every alert in alerts.yml keeps the shape
@@ -36,16 +38,16 @@ from tests.observability.stack import (
     ServiceProcess,
     has_numbers,
 )
+from tests.observability.tenants import bearer, issue_keys, write_policies
 from tests.processes import GatewayProcess, RedisServer
 from tests.servers import Backend, free_port
 
-# Expressions that cannot have data until other branches merge. The lead empties this
-# set after merging them (and extends `send_traffic`); the test fails while an entry
-# here does return data, so the set cannot go stale.
-EXPECTED_EMPTY_UNTIL_MERGE = {
-    "gateway-overview/429s by tenant/A",   # rate limits (issue 5): 429s
-    "gateway-overview/Cache hit ratio/A",  # cache (issue 5): ctx.cache_status
-}
+# "acme" calls the cached route; "tiny" may call only /limited, 5 times a minute. The
+# whole test runs well within that minute, so the second wave is refused from its start.
+TIERS = {"standard": {"rate": "1000/minute"}, "tiny": {"rate": "5/minute"}}
+TENANTS = {"acme": {"tier": "standard"},
+           "tiny": {"tier": "tiny", "routes": ["limited"]}}
+TINY_LIMIT = 5
 # Grafana's variables, as the tests fill them in.
 WINDOW = "30s"
 VARIABLES = {"$__rate_interval": WINDOW, "$route": ".*"}
@@ -108,16 +110,44 @@ def stack_routes(path: Path, backend: str, flaky: str, sentiment: str, classify:
          "upstream": "sentiment", "rewrite": "/predict", **public},
         {"name": "classify", "match": {"path": "/v1/classify", "methods": ["POST"]},
          "upstream": "classify", "rewrite": "/predict", **public},
+        # Tenants' routes: credentials required.
+        {"name": "limited", "match": {"path": "/limited"}, "upstream": "backend",
+         "rewrite": "/"},
+        {"name": "cached", "match": {"path": "/cached", "methods": ["POST"]},
+         "upstream": "backend", "rewrite": "/", "cache": {"enabled": True, "ttl": 60}},
     ])
 
 
-def send_traffic(gateway: str) -> None:
-    """One wave of the traffic mix every panel needs.
+def send_traffic(gateway: str, keys: dict[str, str], wave: int) -> int:
+    """One wave of the traffic mix every panel needs; returns how many calls of tenant
+    "tiny" were let through before its rate limit refused one.
 
-    EXTEND HERE when merging: 401s (no or bad credentials), 429s by tenant (rate
-    limits), cache hits / misses / bypasses; then empty EXPECTED_EMPTY_UNTIL_MERGE.
+    Add here whatever a new panel or alert needs to have data.
     """
     with httpx.Client(base_url=gateway, timeout=10) as c:
+        # 401s: no credentials, a well-formed key that does not exist, a malformed one.
+        assert c.get("/limited").status_code == 401
+        assert c.get("/limited", headers=bearer("gw_aaaaaaaaaaaa_" + "x" * 43)
+                     ).status_code == 401
+        assert c.get("/limited", headers=bearer("not-a-key")).status_code == 401
+        # 403: a real key of a tenant that may not call the route.
+        assert c.post("/cached", headers=bearer(keys["tiny"]), json={}).status_code == 403
+        # 429s: tenant "tiny" calls until its limit refuses it, then twice more.
+        allowed = 0
+        while (r := c.get("/limited", headers=bearer(keys["tiny"]))).status_code == 200:
+            allowed += 1
+            assert allowed <= TINY_LIMIT
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        for _ in range(2):
+            assert c.get("/limited", headers=bearer(keys["tiny"])).status_code == 429
+        # Cache: the same body twice (a miss, then a hit), then a bypass.
+        body = {"text": f"wave {wave}"}
+        for expected in ("MISS", "HIT"):
+            r = c.post("/cached", headers=bearer(keys["acme"]), json=body)
+            assert r.status_code == 200 and r.headers["x-cache"] == expected
+        r = c.post("/cached", json=body,
+                   headers={**bearer(keys["acme"]), "Cache-Control": "no-cache"})
+        assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
         for i in range(20):
             assert c.get(f"/ok/item/{i}").status_code == 200
         for i in range(5):
@@ -134,6 +164,7 @@ def send_traffic(gateway: str) -> None:
             assert c.post("/v1/sentiment", json={"text": "I love this"}).status_code == 200
             assert c.post("/v1/classify",
                           json={"texts": ["have a nice day", "you idiot"]}).status_code == 200
+    return allowed
 
 
 def fail_one_reload(routes: Path) -> None:
@@ -158,10 +189,13 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
             s.wait()
         routes = tmp_path / "routes.yaml"
         stack_routes(routes, backend.url, flaky.url, services[0].url, services[1].url)
-        (tmp_path / "policies").mkdir()
+        write_policies(tmp_path / "policies", TENANTS, TIERS)
+        # Into the Redis key store, which the gateway opens because it shares that Redis.
+        keys = issue_keys(tmp_path / "data", list(TENANTS), redis_url=redis.url)
         gateway = GatewayProcess({
             "GATEWAY_REDIS_URL": redis.url, "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_RELOAD_INTERVAL": "0.1", "GATEWAY_ACCESS_LOG": "false",
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
         }, tmp_path)
         running.append(gateway.start())
         # The scrape targets of deploy/prometheus/prometheus.yml, as loopback processes.
@@ -175,7 +209,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         running.append(prometheus)
         prometheus.wait_until_scraping()
         yield {"gateway": gateway, "prometheus": prometheus, "routes": routes,
-               "scrape_targets": scrape_targets}
+               "scrape_targets": scrape_targets, "keys": keys}
     finally:
         for proc in reversed(running):
             proc.stop()
@@ -183,11 +217,12 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def test_every_panel_and_rule_returns_data(stack: dict[str, Any]) -> None:
     prom: PrometheusServer = stack["prometheus"]
-    gateway = stack["gateway"].url
-    send_traffic(gateway)
+    gateway, keys = stack["gateway"].url, stack["keys"]
+    allowed = send_traffic(gateway, keys, wave=1)
     time.sleep(2.5)  # a few scrapes between the waves: rates see the counters move
     fail_one_reload(stack["routes"])
-    send_traffic(gateway)
+    allowed += send_traffic(gateway, keys, wave=2)
+    assert allowed == TINY_LIMIT  # the limit is per minute: the second wave got none
     time.sleep(2.5)
 
     targets = prom.api("targets")["activeTargets"]
@@ -200,9 +235,7 @@ def test_every_panel_and_rule_returns_data(stack: dict[str, Any]) -> None:
     for name, expr in dashboard_exprs():
         result = prom.query(expr)
         checked += 1
-        if name in EXPECTED_EMPTY_UNTIL_MERGE:
-            assert not has_numbers(result), f"{name} has data now: drop it from the set"
-        elif not has_numbers(result):
+        if not has_numbers(result):
             empty.append(f"{name}: {expr}")
     for name, expr, signal in rule_exprs():
         prom.query(expr)  # valid as written
@@ -230,6 +263,16 @@ def assert_numbers_match_traffic(prom: PrometheusServer, waves: int) -> None:
     assert by_class[("unmatched", "4xx")] == 5 * waves
     assert by_class[("boom", "5xx")] == 3 * waves
     assert by_class[("slow", "5xx")] == 2 * waves
+    assert by_class[("limited", "2xx")] == TINY_LIMIT
+    assert by_class[("limited", "4xx")] == (3 + 3) * waves  # 401s, 429s
+    assert by_class[("cached", "2xx")] == 3 * waves and by_class[("cached", "4xx")] == waves
+    limited = prom.query("sum by (route, tenant) (gateway_rate_limited_total)")
+    assert {(s["metric"]["route"], s["metric"]["tenant"]): float(s["value"][1])
+            for s in limited} == {("limited", "tiny"): 3 * waves}
+    cache = prom.query("sum by (route, tenant, result) (gateway_cache_requests_total)")
+    assert {(s["metric"]["route"], s["metric"]["tenant"], s["metric"]["result"]):
+            float(s["value"][1]) for s in cache} == {
+        ("cached", "acme", result): waves for result in ("hit", "miss", "bypass")}
     errors = {
         (s["metric"]["route"], s["metric"]["kind"]): float(s["value"][1])
         for s in prom.query("sum by (route, kind) (gateway_upstream_errors_total)")

@@ -1,5 +1,7 @@
 """The gateway's real log output (a `gateway serve` process, JSON lines): every line of a
-request carries its request id, the access line has its fields, no secret is ever shown."""
+request carries its request id, the access line has its fields, no secret is ever shown:
+not the real API key the requests authenticate with, nor a wrong one, nor anything else
+that looks like a credential in headers, paths or query strings."""
 
 from __future__ import annotations
 
@@ -10,15 +12,18 @@ from typing import Any
 import httpx
 
 from tests.conftest import write_routes
+from tests.observability.tenants import issue_keys, write_policies
 from tests.processes import GatewayProcess
 from tests.servers import Backend
 
-SECRETS = ["gw_abc_SECRETbearer0123", "gw_abc_SECRETapikey4567", "SECRETcookie89",
+# Fake secrets; SECRETS[0] is the secret part of a well-formed key that does not match.
+SECRETS = ["SECRETbearer0123456789abcdef", "gw_abc_SECRETapikey4567", "SECRETcookie89",
            "gw_abc_SECRETpath", "gw_abc_SECRETquery"]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-# Lines a process writes outside any request: start-up and shutdown.
+# Lines a process writes outside any request: start-up (the first signing key is made
+# in the empty data dir), background watchers, shutdown.
 LIFECYCLE_LOGGERS = {"uvicorn.error"}
-LIFECYCLE_EVENTS = {"gateway_started"}
+LIFECYCLE_EVENTS = {"gateway_started", "signing_key_created", "credentials_reloaded"}
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -37,10 +42,14 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
         {"name": "flaky", "match": {"path": "/flaky"}, "upstream": "main",
          "rewrite": "/status/503", "retry": {"attempts": 2, "backoff": 0.001}},
     ])
-    gw = GatewayProcess({"GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "info"},
-                        tmp_path).start()
+    write_policies(tmp_path / "policies", {"acme": {"name": "Acme"}})
+    key = issue_keys(tmp_path / "data", ["acme"])["acme"]  # a real key, in the file store
+    key_id, key_secret = key.removeprefix("gw_").split("_", 1)
+    gw = GatewayProcess({"GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "info",
+                         "GATEWAY_DATA_DIR": str(tmp_path / "data")}, tmp_path).start()
+    # Authorization wins; the X-API-Key and the cookie ride along and must not leak either.
     credentials = {
-        "Authorization": f"Bearer {SECRETS[0]}", "X-API-Key": SECRETS[1],
+        "Authorization": f"Bearer {key}", "X-API-Key": SECRETS[1],
         "Cookie": f"session={SECRETS[2]}",
     }
     sent: dict[str, int] = {}
@@ -59,11 +68,15 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
             call("req-404", f"/nowhere/{SECRETS[3]}",
                  traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
             call("req-made-up", "/api/x", **{"X-Request-ID": "bad id with spaces"})
+            # The real key's id with a wrong secret: refused, and its line logged too.
+            call("req-bad-key", "/api/y", Authorization=f"Bearer gw_{key_id}_{SECRETS[0]}")
     finally:
         gw.stop()
     assert sent["req-ok"] == 200 and sent["req-flaky"] == 502 and sent["req-404"] == 404
+    assert sent["req-made-up"] == 200 and sent["req-bad-key"] == 401
 
     text = gw.log_path.read_text()
+    assert key_secret not in text, "the API key's secret reached the log"
     for secret in SECRETS:
         assert secret not in text, f"a secret reached the log: {secret}"
     assert "SECRET" not in text  # not even a part of one
@@ -91,10 +104,14 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
               for rid, ls in by_request.items()}
     ok = access["req-ok"]
     assert ok["route"] == "api" and ok["status"] == 200 and ok["method"] == "GET"
+    # The key is named by its id, which is not secret; the tenant is the key's.
+    assert ok["tenant"] == "acme" and ok["credential"] == key_id
     assert ok["upstream"] == backend.url and ok["trace_id"] == TRACE_ID
     assert ok["duration_ms"] > 0 and ok["level"] == "info" and ok["timestamp"]
     for key in ("tenant", "cache", "rate_limit_remaining"):
         assert key in ok  # same keys on every access line; None until a policy sets them
-    assert access["req-flaky"]["status"] == 502
+    assert access["req-flaky"]["status"] == 502 and access["req-flaky"]["tenant"] == "acme"
+    refused = access["req-bad-key"]
+    assert refused["status"] == 401 and refused["route"] == "api" and refused["tenant"] is None
     lost = access["req-404"]
     assert lost["status"] == 404 and lost["route"] is None and lost["trace_id"] == TRACE_ID

@@ -23,19 +23,24 @@ StartGateway = Callable[..., Any]
 
 
 def metrics_routes(tmp_path: Path, backend: str) -> None:
+    """Public routes (the subject here is counting, not credentials), and one that is not."""
     refused = f"http://127.0.0.1:{free_port()}"
+    public = {"public": True}
     write_routes(tmp_path / "routes.yaml", {
         "main": {"targets": [{"url": backend}]},
         "refused": {"targets": [{"url": refused}],
                     "circuit_breaker": {"failures": 1, "cooldown": 600}},
     }, [
-        {"name": "ok", "match": {"prefix": "/ok"}, "upstream": "main", "rewrite": "/"},
+        {"name": "ok", "match": {"prefix": "/ok"}, "upstream": "main", "rewrite": "/",
+         **public},
         {"name": "retried", "match": {"path": "/retried"}, "upstream": "main",
-         "rewrite": "/status/503", "retry": {"attempts": 2, "backoff": 0.001}},
+         "rewrite": "/status/503", "retry": {"attempts": 2, "backoff": 0.001}, **public},
         {"name": "fallback", "match": {"path": "/fallback"}, "upstream": "refused",
-         "fallbacks": ["main"], "rewrite": "/"},
+         "fallbacks": ["main"], "rewrite": "/", **public},
         {"name": "slow", "match": {"path": "/slow"}, "upstream": "main",
-         "timeout": {"connect": 1.0, "total": 0.1}},
+         "timeout": {"connect": 1.0, "total": 0.1}, **public},
+        {"name": "private", "match": {"prefix": "/private"}, "upstream": "main",
+         "rewrite": "/"},
     ])
 
 
@@ -52,6 +57,7 @@ def test_requests_upstreams_and_circuits_are_counted(
     assert gw.client.get("/fallback").status_code == 200
     assert gw.client.get("/slow?delay=1").status_code == 504
     assert gw.client.get("/healthz").status_code == 200
+    assert gw.client.get("/private/a").status_code == 401  # no credentials
     time.sleep(1.1)  # one refresh of the state gauges
     m = scrape(gw.url)
 
@@ -63,6 +69,9 @@ def test_requests_upstreams_and_circuits_are_counted(
     assert value(m, req, route="retried", status_class="5xx") == 1
     assert value(m, req, route="slow", status_class="5xx") == 1
     assert value(m, req, route="control", status_class="2xx") == 1  # /healthz; not this scrape
+    # A refusal is counted on its route, and never reached the upstream.
+    assert value(m, req, route="private", method="GET", status_class="4xx") == 1
+    assert value(m, "gateway_upstream_request_duration_seconds_count", route="private") == 0
     assert value(m, "gateway_request_duration_seconds_count", route="ok") == 5
     assert value(m, "gateway_request_duration_seconds_bucket", route="slow", le="0.05") == 0
     assert value(m, "gateway_request_duration_seconds_bucket", route="slow", le="0.25") == 1

@@ -37,9 +37,10 @@ def requests_by_worker(metrics_dir: Path) -> dict[int, float]:
 def test_two_workers_give_one_view(tmp_path: Path, backend: Backend) -> None:
     write_routes(tmp_path / "routes.yaml", {"main": {"targets": [{"url": backend.url}]}},
                  [{"name": "api", "match": {"prefix": "/api"}, "upstream": "main",
-                   "rewrite": "/slow"}])
+                   "rewrite": "/slow", "public": True}])  # the subject is workers, not auth
     metrics_dir = tmp_path / "metrics"
     gw = GatewayProcess({"GATEWAY_WORKERS": "2", "GATEWAY_ACCESS_LOG": "false",
+                         "GATEWAY_DATA_DIR": str(tmp_path / "data"),  # signing keys
                          "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, tmp_path).start()
     try:
         deadline = time.monotonic() + 20
