@@ -1,6 +1,6 @@
 """The gateway's core benchmark: direct to a fast upstream vs through the gateway.
 
-    python bench/bench_gateway.py [--seconds 10]
+    python bench/bench_gateway.py [--seconds 10] [--observability-cost]
 
 Starts a fast fake upstream and the gateway (one worker, access log and metrics on),
 drives both with wrk at concurrency 1 and 64 in one run, and prints req/s, p50, p99,
@@ -29,10 +29,41 @@ routes:
 BODY = '{"text": "I love this product, it works great"}'
 
 
+OFF = {"GATEWAY_METRICS": "false", "GATEWAY_ACCESS_LOG": "false"}
+
+
+def observability_cost(seconds: float) -> None:
+    """c=64 with metrics and access log on, then off, twice, alternating (same run)."""
+    upstream, up_port = fake_upstream()
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+        for label, env in (("on", {}), ("off", OFF), ("on", {}), ("off", OFF)):
+            gw, gw_port, _ = gateway(ROUTES % up_port, env)
+            try:
+                url = f"http://127.0.0.1:{gw_port}/v1/bench"
+                wrk("warm-up", url, 16, 2, "POST", BODY)
+                res = wrk(f"metrics+access log {label}", url, 64, seconds, "POST", BODY,
+                          {"Content-Type": "application/json"}, server_pid=gw.pid)
+                rates[label].append(res.rps)
+                print(res.row(), flush=True)
+            finally:
+                stop(gw)
+    finally:
+        stop(upstream)
+    on, off = sum(rates["on"]) / 2, sum(rates["off"]) / 2
+    print(f"\nmetrics + access log cost at c=64: {100 * (1 - on / off):.1f} % of throughput "
+          f"({on:.0f} vs {off:.0f} req/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--observability-cost", action="store_true",
+                        help="only measure what metrics and the access log cost at c=64")
     args = parser.parse_args()
+    if args.observability_cost:
+        observability_cost(args.seconds)
+        return
     upstream, up_port = fake_upstream()
     gw, gw_port, workdir = gateway(ROUTES % up_port)
     results: dict[tuple[str, int], Result] = {}
