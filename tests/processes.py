@@ -19,6 +19,18 @@ import httpx
 from tests.servers import free_port
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """Terminate a child and reap it; kill it if it does not stop in time."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
               ) -> None:
     deadline = time.monotonic() + timeout
@@ -74,10 +86,8 @@ class RedisServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
 
 class GatewayProcess:
@@ -103,10 +113,5 @@ class GatewayProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None

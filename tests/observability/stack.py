@@ -20,7 +20,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import wait_http
+from tests.processes import stop_process, wait_http
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,13 +73,8 @@ class ServiceProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
 
 class PrometheusServer:
@@ -135,13 +130,8 @@ class PrometheusServer:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
     def api(self, path: str, **params: str) -> Any:
         r = httpx.get(self.url + "/api/v1/" + path, params=params, timeout=10)
