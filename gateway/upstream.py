@@ -3,8 +3,7 @@
     UpstreamClient.send(ctx, body)          fallback chain over the route's groups
       └── _send_with_retries(...)           retries with backoff and jitter within a group
             └── _send_once(...)             the only call into the HTTP client
-Decisions are pure functions over the route and the failure (`choose_target`,
-`may_retry`, `may_fall_back`, `backoff_delay`, `forward_headers`), tested without I/O.
+Decisions are pure functions in `gateway.upstream_rules`, tested without I/O.
 
 pyreqwest (Rust's reqwest/hyper) is the client on this hot path: on this machine it costs
 about 47 us of CPU per proxied request against aiohttp's 95 us and httpx's ~300 us, and
@@ -15,134 +14,38 @@ httpx serves the control path (health checks, JWKS).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import timedelta
-from typing import NamedTuple
 
 import structlog
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
-from gateway.config.runtime import CompiledGroup, CompiledRoute, CompiledTarget, RetryPlan
+from gateway.config.runtime import CompiledGroup, CompiledRoute
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from gateway.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout
 from gateway.proxy_response import ProxyResponse
 from gateway.tracing import continue_trace
 from gateway.upstream_health import TargetHealth
+from gateway.upstream_rules import (
+    Attempt,
+    Failure,
+    answer_headers,
+    backoff_delay,
+    choose_target,
+    forward_headers,
+    may_fall_back,
+    may_retry,
+)
 
 log = structlog.get_logger("gateway.upstream")
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
-# Never forwarded: hop-by-hop, the client's credentials, and what the gateway sets itself.
-_REQUEST_DROP = HOP_BY_HOP | {
-    b"host", b"content-length", b"authorization", b"x-api-key", b"cookie", b"x-tenant-id",
-    b"x-request-id", b"traceparent", b"x-forwarded-for", b"expect",
-}
-# The gateway's server adds its own Date; Server would name the backend's software;
-# the request id is the gateway's to echo (once).
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"date", b"server", b"x-request-id"}
 # Answers up to this size are read whole (one write to the client, cacheable);
 # larger, unsized and SSE answers stream through.
 BUFFER_LIMIT = 256 * 1024
 READ_TIMEOUT_MARGIN = 0.5  # seconds
-
-
-# -- pure decisions ----------------------------------------------------------------------
-
-def choose_target(
-    group: CompiledGroup, usable: Callable[[str], bool], r: float, avoid: str | None = None
-) -> CompiledTarget | None:
-    """Weighted pick among usable targets; `r` in [0, 1). Avoids `avoid` if others remain."""
-    targets = group.targets
-    if len(targets) == 1:
-        t = targets[0]
-        return t if usable(t.url) else None
-    cands = [t for t in targets if t.weight and usable(t.url)]
-    if avoid is not None and len(cands) > 1:
-        cands = [t for t in cands if t.url != avoid]
-    if not cands:
-        return None
-    if len(cands) == len(targets):
-        return targets[bisect.bisect_right(group.cumulative, r * group.cumulative[-1])]
-    x = r * sum(t.weight for t in cands)
-    for t in cands:
-        x -= t.weight
-        if x < 0:
-            return t
-    return cands[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why an attempt failed: connect (never reached the upstream), timeout, reset, status."""
-
-    kind: str
-    error: GatewayError
-    status: int = 0
-
-
-class Attempt(NamedTuple):
-    """One upstream attempt, kept in `ctx.extra["upstream_attempts"]` for metrics."""
-
-    group: str
-    target: str
-    seconds: float  # until the answer's head (or its whole body when buffered)
-    outcome: str  # "" when answered below 500, else the failure kind
-
-
-def may_retry(plan: RetryPlan, method: str, attempt: int, failure: Failure) -> bool:
-    """Retry only within budget; any method when the request never left, else allowed ones."""
-    if attempt >= plan.attempts or failure.kind == "unavailable":
-        return False
-    if failure.kind == "connect":
-        return True
-    if method not in plan.methods:
-        return False
-    return failure.kind != "status" or failure.status in plan.on_status
-
-
-def may_fall_back(plan: RetryPlan, method: str, failure: Failure) -> bool:
-    """Move on to the next group when it is safe to send the request again."""
-    return failure.kind in ("connect", "unavailable") or method in plan.methods
-
-
-def backoff_delay(plan: RetryPlan, attempt: int, r: float) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
-    return r * min(plan.max_backoff, plan.backoff * 2.0 ** attempt)
-
-
-def forward_headers(ctx: RequestContext, traceparent: bytes) -> list[tuple[str, str]]:
-    """The client's headers minus hop-by-hop and credentials, plus the gateway's own."""
-    drop = _REQUEST_DROP
-    conn = ctx.header(b"connection")
-    if conn:
-        drop = drop | {t.strip().lower() for t in conn.split(b",")}
-    out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ctx.headers if k not in drop]
-    xff = ctx.header(b"x-forwarded-for")
-    xff_value = f"{xff.decode('latin-1')}, {ctx.client_ip}" if xff else ctx.client_ip
-    out.append(("X-Request-ID", ctx.request_id))
-    out.append(("X-Forwarded-For", xff_value))
-    out.append(("traceparent", traceparent.decode()))
-    if ctx.principal is not None:
-        out.append(("X-Tenant-ID", ctx.principal.tenant_id))
-    return out
-
-
-def answer_headers(raw: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers the client may see, as ASGI wants them."""
-    out = []
-    for k, v in raw:
-        name = k.lower().encode("latin-1")
-        if name not in _RESPONSE_DROP:
-            out.append((name, v.encode("latin-1")))
-    return out
 
 
 # -- the client ----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from gateway.config.models import CircuitBreaker, Target, UpstreamGroup
 from gateway.config.runtime import RetryPlan, compile_group
 from gateway.context import Principal, RequestContext
 from gateway.errors import UpstreamError
-from gateway.upstream import (
+from gateway.upstream_health import TargetHealth
+from gateway.upstream_rules import (
     Failure,
     answer_headers,
     backoff_delay,
@@ -19,7 +20,6 @@ from gateway.upstream import (
     may_fall_back,
     may_retry,
 )
-from gateway.upstream_health import TargetHealth
 
 
 def group(*weights: int):

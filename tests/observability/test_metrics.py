@@ -14,7 +14,7 @@ import yaml
 from gateway.config import load_config
 from gateway.context import Principal, RequestContext
 from gateway.metrics import GatewayMetrics
-from gateway.upstream import Attempt
+from gateway.upstream_rules import Attempt
 from tests.conftest import write_routes
 from tests.observability.stack import scrape, value
 from tests.servers import Backend, free_port
