@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from gateway.config.limits import compile_limits
 from gateway.config.models import RoutesFile, TenantsFile, TiersFile
 from gateway.config.runtime import (
@@ -22,7 +20,7 @@ from gateway.config.runtime import (
     compile_group,
     compile_route,
 )
-from gateway.config.source import LineMap, field_error, read_yaml, validation_error
+from gateway.config.source import LineMap, field_error, read_model
 from gateway.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigHolder", "RuntimeConfig", "load_config", "load_routes"]
@@ -30,11 +28,7 @@ __all__ = ["ConfigError", "ConfigHolder", "RuntimeConfig", "load_config", "load_
 
 def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
     """Parse and validate routes.yaml, including references between its entries."""
-    data, lines = read_yaml(path)
-    try:
-        doc = RoutesFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(path, lines, exc) from None
+    doc, lines = read_model(path, RoutesFile)
     seen: set[str] = set()
     for i, route in enumerate(doc.routes):
         if route.name in seen:
@@ -65,22 +59,14 @@ def _load_policies(policies_dir: Path | None, route_names: set[str]
         return tiers, tenants
     tiers_path, tenants_path = policies_dir / "tiers.yaml", policies_dir / "tenants.yaml"
     if tiers_path.exists():
-        data, lines = read_yaml(tiers_path)
-        try:
-            tiers = TiersFile.model_validate(data)
-        except ValidationError as exc:
-            raise validation_error(tiers_path, lines, exc) from None
+        tiers, lines = read_model(tiers_path, TiersFile)
         for name, tier in tiers.tiers.items():
             for route in tier.routes:
                 if route not in route_names:
                     raise field_error(tiers_path, lines, ("tiers", name, "routes", route),
                                       f"unknown route {route!r}")
     if tenants_path.exists():
-        data, lines = read_yaml(tenants_path)
-        try:
-            tenants = TenantsFile.model_validate(data)
-        except ValidationError as exc:
-            raise validation_error(tenants_path, lines, exc) from None
+        tenants, lines = read_model(tenants_path, TenantsFile)
         for tid, tenant in tenants.tenants.items():
             if tenant.tier is not None and tenant.tier not in tiers.tiers:
                 raise field_error(tenants_path, lines, ("tenants", tid, "tier"),

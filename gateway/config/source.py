@@ -7,10 +7,10 @@ pydantic `ValidationError` into a `ConfigError` naming file, line and field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.errors import ConfigError
 
@@ -98,3 +98,15 @@ def validation_error(path: Path, lines: LineMap, exc: ValidationError) -> Config
 def field_error(path: Path, lines: LineMap, loc: Loc, message: str) -> ConfigError:
     """A cross-field problem found after validation (e.g. an unknown upstream name)."""
     return ConfigError(str(path), lines.line_of(loc), _dotted(loc), message)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_model(path: Path, model: type[M]) -> tuple[M, LineMap]:
+    """Parse one YAML file and validate it as `model`; every problem is a ConfigError."""
+    data, lines = read_yaml(path)
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        raise validation_error(path, lines, exc) from None

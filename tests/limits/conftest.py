@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.app import create_app
 from gateway.auth.api_keys import ApiKeyRecord, issue_key
 from gateway.auth.key_store import open_key_store
 from gateway.stores import connect_redis
@@ -100,25 +99,19 @@ def as_tenant(tenant_keys: TenantKeys) -> Callable[[str], dict[str, str]]:
 
 
 @pytest.fixture
-def start_limited(tmp_path: Path, tenant_keys: TenantKeys
-                  ) -> Iterator[Callable[..., RunningGateway]]:
+def start_limited(tmp_path: Path, tenant_keys: TenantKeys,
+                  start_gateway: Callable[..., RunningGateway]
+                  ) -> Callable[..., RunningGateway]:
     """Like start_gateway, after writing a key for every tenant in tenants.yaml (and for
     `extra_tenants`, which tenants.yaml need not name) to the gateway's key store."""
-    started: list[RunningGateway] = []
 
     def start(extra_tenants: Sequence[str] = (), **overrides: Any) -> RunningGateway:
         settings = make_settings(tmp_path, **overrides)
         tenant_keys.write([*tenants_in(settings.policies_dir), *extra_tenants],
                           settings.data_dir, settings.redis_url)
-        app = create_app(settings)
-        gw = RunningGateway(ThreadedServer(app).start(), app)
-        started.append(gw)
-        return gw
+        return start_gateway(**overrides)
 
-    yield start
-    for gw in started:
-        gw.client.close()
-        gw.server.stop()
+    return start
 
 
 class Upstream:
