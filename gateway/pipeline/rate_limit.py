@@ -1,6 +1,13 @@
 """Per-tenant rate limits and in-flight caps, composed from `limits` and the stores.
 
-One request, at most two store round trips before the upstream, each issued in parallel:
+On Redis with the moving-window strategy (the default), one store round trip before the
+upstream: `RedisRateLimitStore.charge` runs charge_limits.lua, which checks every limit
+that applies and the in-flight cap and, only if all have room for the route's `cost`,
+charges every limit and takes a slot; if any lacks room it charges nothing and says which
+refused. The windows keep `limits`' own keys and layout (a `limits` limiter reads them).
+
+Elsewhere (memory stores, or the other two strategies), at most two round trips through
+the `limits` limiter, each issued in parallel on Redis:
 
   1. read the window of every limit that applies (`get_window_stats`) and take an
      in-flight slot; if any limit lacks room for the route's `cost`, or no slot is free,
@@ -41,6 +48,7 @@ from gateway.errors import RateLimited, StoreUnavailable
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
 from gateway.stores import Stores
+from gateway.stores.redis import RedisRateLimitStore
 
 STRATEGIES: dict[str, Callable[[Any], RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
@@ -49,6 +57,8 @@ STRATEGIES: dict[str, Callable[[Any], RateLimiter]] = {
 }
 TOO_MANY = "rate limit of {limit} exceeded"
 TOO_MANY_IN_FLIGHT = "more than {limit} requests in flight"
+
+Checks = list[tuple[RateLimitItem, tuple[str, ...]]]  # each limit with its identifiers
 
 
 async def _all(calls: list[Awaitable[Any]], parallel: bool) -> list[Any]:
@@ -89,6 +99,7 @@ class RateLimitPolicy(Policy):
         self.call = stores.breaker.call
         self.fail_closed = fail_closed
         self.parallel = stores.redis is not None
+        self.at_once = stores.rate_limits  # Redis + moving window: the one-call path
 
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         if ctx.principal is None:
@@ -105,11 +116,34 @@ class RateLimitPolicy(Policy):
 
     async def _enforce(self, ctx: RequestContext, tenant: str, limits: EffectiveLimits
                        ) -> None:
-        lim = self.limiter
-        checks: list[tuple[RateLimitItem, tuple[str, ...]]] = [
+        checks: Checks = [
             *((item, ("t", tenant)) for item in limits.rate),
             *((item, ("r", tenant, ctx.route.name)) for item in limits.route_rate),
         ]
+        if self.at_once is not None:
+            await self._charge_at_once(self.at_once, ctx, tenant, limits, checks)
+        else:
+            await self._check_then_hit(ctx, tenant, limits, checks)
+
+    async def _charge_at_once(self, store: RedisRateLimitStore, ctx: RequestContext,
+                              tenant: str, limits: EffectiveLimits, checks: Checks) -> None:
+        """One round trip: charge_limits.lua charges everything or nothing."""
+        cap = None if limits.max_in_flight is None else (tenant, limits.max_in_flight)
+        got = await self.call(partial(store.charge, checks, limits.cost, cap))
+        if got.slot is not None:
+            self._hold(ctx, tenant, got.slot)
+        if got.cap_full:
+            self._headers(ctx, limits, checks, got.stats, 0, got.now)
+            raise RateLimited(TOO_MANY_IN_FLIGHT.format(limit=limits.max_in_flight), 1)
+        if got.refused is not None:
+            self._refuse(ctx, limits, checks, got.stats, checks[got.refused][0],
+                         got.stats[got.refused], got.now)
+        self._headers(ctx, limits, checks, got.stats, limits.cost, got.now)
+
+    async def _check_then_hit(self, ctx: RequestContext, tenant: str,
+                              limits: EffectiveLimits, checks: Checks) -> None:
+        """Two round trips through the `limits` limiter (see the module docstring)."""
+        lim = self.limiter
         calls: list[Awaitable[Any]] = [
             self.call(partial(lim.get_window_stats, item, *ids)) for item, ids in checks
         ]
@@ -142,8 +176,13 @@ class RateLimitPolicy(Policy):
     async def _acquire(self, ctx: RequestContext, tenant: str, limit: int) -> str | None:
         stores = self.stores
         slot = await self.call(lambda: stores.inflight.acquire(tenant, limit))
-        if slot is None:
-            return None
+        if slot is not None:
+            self._hold(ctx, tenant, slot)
+        return slot
+
+    def _hold(self, ctx: RequestContext, tenant: str, slot: str) -> None:
+        """Keep the slot alive while the request runs; release it when it ends."""
+        stores = self.stores
         stores.live_slots[slot] = tenant
 
         async def release() -> None:
@@ -153,11 +192,10 @@ class RateLimitPolicy(Policy):
                 await self.call(lambda: stores.inflight.release(tenant, slot))
 
         ctx.cleanups.append(release)
-        return slot
 
     def _refuse(self, ctx: RequestContext, limits: EffectiveLimits,
-                checks: list[tuple[RateLimitItem, tuple[str, ...]]], stats: list[WindowStats],
-                item: RateLimitItem, st: WindowStats, now: float) -> None:
+                checks: Checks, stats: list[WindowStats], item: RateLimitItem,
+                st: WindowStats, now: float) -> None:
         self._headers(ctx, limits, checks, stats, 0, now, refused=(item, st))
         retry = (int(item.get_expiry()) if limits.cost > item.amount
                  else max(1, math.ceil(st.reset_time - now)))
@@ -165,8 +203,7 @@ class RateLimitPolicy(Policy):
 
     @staticmethod
     def _headers(ctx: RequestContext, limits: EffectiveLimits,
-                 checks: list[tuple[RateLimitItem, tuple[str, ...]]], stats: list[WindowStats],
-                 charged: int, now: float,
+                 checks: Checks, stats: list[WindowStats], charged: int, now: float,
                  refused: tuple[RateLimitItem, WindowStats] | None = None) -> None:
         """RateLimit-* for the limit closest to exhaustion (the refusing one on a 429)."""
         if not checks:

@@ -7,6 +7,8 @@ concurrency. Redis errors are mapped to gateway errors inside each store, never 
 
 `open_stores(settings)` picks the implementations: memory when `GATEWAY_REDIS_URL` is
 unset, Redis otherwise. It does no I/O; `Stores.start()` runs in the app's lifespan.
+On Redis with the moving-window strategy, `rate_limits` charges a request's limits and
+in-flight slot in one script call; elsewhere the policy composes `limiter` and `inflight`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
+from redis.maint_notifications import MaintNotificationsConfig
 
 if TYPE_CHECKING:
     from limits.aio.strategies import RateLimiter
 
     from gateway.settings import Settings
     from gateway.stores.breaker import StoreBreaker
+    from gateway.stores.redis import RedisRateLimitStore
 
 # Fail fast: the stores' own circuit breakers decide what an outage means for requests.
 REDIS_SOCKET_TIMEOUT = 0.25
@@ -39,6 +43,10 @@ def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
         max_connections=REDIS_MAX_CONNECTIONS,
         health_check_interval=0,
         decode_responses=False,
+        # redis-py 8.1 skips its check of pooled connections on checkout when maintenance
+        # notifications are on (the RESP3 default), so after a Redis restart each idle
+        # connection fails one command (redis/redis-py#4252). Off, a closed one is replaced.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
 
@@ -80,6 +88,7 @@ class Stores:
     breaker: StoreBreaker
     redis: aioredis.Redis | None
     slot_ttl: float
+    rate_limits: RedisRateLimitStore | None = None  # Redis + moving window: one round trip
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
     async def refresh_forever(self) -> None:
@@ -124,7 +133,12 @@ def open_stores(settings: Settings) -> Stores:
             redis=None,
             slot_ttl=settings.inflight_slot_ttl,
         )
-    from gateway.stores.redis import RedisCacheStore, RedisInFlightStore
+    from gateway.stores.redis import (
+        RATE_LIMIT_PREFIX,
+        RedisCacheStore,
+        RedisInFlightStore,
+        RedisRateLimitStore,
+    )
 
     # The timeout bounds Redis *and* this process' event-loop lag: under a burst, a reply
     # can sit unread for a few hundred ms, which must not read as an outage.
@@ -135,12 +149,14 @@ def open_stores(settings: Settings) -> Stores:
         uri, implementation="redispy",
         connection_pool=client.connection_pool,  # type: ignore[arg-type]
         wrap_exceptions=True,
-        key_prefix="gw:rl",
+        key_prefix=RATE_LIMIT_PREFIX,
     )
+    inflight = RedisInFlightStore(client, settings.inflight_slot_ttl)
+    moving = settings.rate_limit_strategy == "moving-window"
     return Stores(
         kind="redis",
         limiter=strategy(storage),
-        inflight=RedisInFlightStore(client, settings.inflight_slot_ttl),
+        inflight=inflight,
         cache=RedisCacheStore(client),
         breaker=StoreBreaker("redis", settings.store_breaker_failures,
                              settings.store_breaker_cooldown,
@@ -148,4 +164,5 @@ def open_stores(settings: Settings) -> Stores:
                              probe=client.ping),
         redis=client,
         slot_ttl=settings.inflight_slot_ttl,
+        rate_limits=RedisRateLimitStore(client, inflight) if moving else None,
     )

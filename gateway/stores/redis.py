@@ -1,5 +1,8 @@
 """Redis stores: state shared by every replica. Atomic steps are Lua files in `lua/`.
 
+`RedisRateLimitStore.charge` is the one-round-trip path of the moving-window limits: it
+writes the `limits` library's own keys and layout, so `limits` reads the same counters.
+
 The callers wrap each call in the `StoreBreaker`, which maps Redis errors to
 `StoreUnavailable`; nothing here catches them.
 """
@@ -8,13 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
+from limits import RateLimitItem
+from limits.util import WindowStats
 
 CACHE_PREFIX = "gw:cache:"
 INFLIGHT_PREFIX = "gw:inflight:"
+RATE_LIMIT_PREFIX = "gw:rl"  # limits' key_prefix: its keys are "gw:rl:" + item.key_for(...)
 REFRESH_BATCH = 1000  # slots per refresh call, to keep each script short
 
 
@@ -57,9 +64,13 @@ class RedisInFlightStore:
         self._prefix = os.urandom(6).hex() + ":"
         self._next = 0
 
-    async def acquire(self, key: str, limit: int) -> str | None:
+    def new_slot(self) -> str:
+        """A slot id unique across replicas (random process prefix, then a counter)."""
         self._next += 1
-        slot = f"{self._prefix}{self._next}"
+        return f"{self._prefix}{self._next}"
+
+    async def acquire(self, key: str, limit: int) -> str | None:
+        slot = self.new_slot()
         taken = await self._acquire(keys=[INFLIGHT_PREFIX + key], args=[limit, self.ttl_ms, slot])
         return slot if taken else None
 
@@ -74,3 +85,54 @@ class RedisInFlightStore:
             batch = slots[i:i + REFRESH_BATCH]
             await self._refresh(keys=[INFLIGHT_PREFIX + k for _, k in batch],
                                 args=[self.ttl_ms, *(s for s, _ in batch)])
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one `RedisRateLimitStore.charge` found, and whether it charged."""
+
+    now: float  # Redis time: the clock the windows are stamped with
+    stats: list[WindowStats]  # per limit, before this request (as `get_window_stats`)
+    refused: int | None  # index of the first limit without room for the cost
+    cap_full: bool  # the in-flight cap refused
+    slot: str | None  # the slot taken; None unless admitted with a cap
+
+    @property
+    def admitted(self) -> bool:
+        return self.refused is None and not self.cap_full
+
+
+class RedisRateLimitStore:
+    """Moving-window limits and the in-flight cap of one request, in one script call.
+
+    charge_limits.lua checks every limit and the cap, and only if all have room charges
+    every limit and takes the slot. The windows are `limits`' own (keys, list layout), so
+    its MovingWindowRateLimiter over the same Redis reads what this store wrote.
+    """
+
+    def __init__(self, client: aioredis.Redis, inflight: RedisInFlightStore):
+        self.inflight = inflight
+        self._charge: Any = client.register_script(lua_script("charge_limits"))
+
+    async def charge(self, checks: Sequence[tuple[RateLimitItem, tuple[str, ...]]],
+                     cost: int, cap: tuple[str, int] | None = None) -> Charge:
+        """Charge `cost` to every (item, identifiers) and take a slot of `cap` (key,
+        limit), or nothing at all."""
+        keys = [f"{RATE_LIMIT_PREFIX}:{item.key_for(*ids)}" for item, ids in checks]
+        args: list[Any] = [cost, len(checks)]
+        for item, _ in checks:
+            args += [item.amount, item.get_expiry()]
+        slot = None
+        if cap is not None:
+            slot = self.inflight.new_slot()
+            keys.append(INFLIGHT_PREFIX + cap[0])
+            args += [cap[1], self.inflight.ttl_ms, slot]
+        reply = await self._charge(keys=keys, args=args)
+        verdict = int(reply[0])
+        now = int(reply[1]) + int(reply[2]) / 1_000_000
+        stats = [
+            WindowStats(float(oldest or now) + item.get_expiry(), item.amount - int(count))
+            for (item, _), count, oldest in zip(checks, reply[3::2], reply[4::2], strict=True)
+        ]
+        return Charge(now, stats, refused=verdict - 1 if verdict > 0 else None,
+                      cap_full=verdict < 0, slot=slot if verdict == 0 else None)

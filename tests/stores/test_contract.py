@@ -134,3 +134,20 @@ def test_memory_cache_is_an_lru_bounded_in_bytes():
     run(go())
 
 
+
+
+def test_redis_client_survives_a_restart(redis_server):
+    """Idle pooled connections to a Redis that restarted are replaced, not failed once
+    each (redis-py 8.1 with RESP3 hands them out stale unless told otherwise)."""
+    async def go() -> list[object]:
+        client = connect_redis(redis_server.url)
+        try:
+            await asyncio.gather(*(client.ping() for _ in range(5)))  # 5 pooled connections
+            redis_server.stop()
+            await asyncio.sleep(0.2)  # their sockets see the server go
+            redis_server.start()
+            return [await client.ping() for _ in range(5)]
+        finally:
+            await client.aclose()
+
+    assert run(go()) == [True] * 5
