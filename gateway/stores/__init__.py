@@ -121,11 +121,15 @@ def open_stores(settings: Settings) -> Stores:
 
     strategy = STRATEGIES[settings.rate_limit_strategy]
     if settings.redis_url is None:
-        from gateway.stores.memory import MemoryCacheStore, MemoryInFlightStore
+        from gateway.stores.memory import (
+            MemoryCacheStore,
+            MemoryInFlightStore,
+            MemoryLimitsStorage,
+        )
 
         return Stores(
             kind="memory",
-            limiter=strategy(storage_from_string("async+memory://")),
+            limiter=strategy(MemoryLimitsStorage()),
             inflight=MemoryInFlightStore(),
             cache=MemoryCacheStore(settings.cache_max_bytes),
             breaker=StoreBreaker("memory", settings.store_breaker_failures,

@@ -1,7 +1,8 @@
 """In-process stores: the one-machine default. Exact within one process, shared by none.
 
-Both are plain dicts touched only from the event loop, so no locks are needed: every
-method runs to completion without awaiting.
+The cache and in-flight stores are plain dicts touched only from the event loop, so no
+locks are needed: every method runs to completion without awaiting. The rate limits
+live in `limits`' own MemoryStorage, with its expiry sweep throttled (see below).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+
+from limits.aio.storage import MemoryStorage
 
 
 class MemoryCacheStore:
@@ -86,3 +89,30 @@ class MemoryInFlightStore:
 
     async def refresh(self, slots: Sequence[tuple[str, str]]) -> None:
         return None  # memory slots live exactly as long as their process
+
+
+class MemoryLimitsStorage(MemoryStorage):
+    """`limits`' async MemoryStorage, sweeping expired entries at most once a second.
+
+    limits 5.8 starts its sweep (`__expire_events`) on nearly every hit, and the sweep
+    holds each key's lock across an `asyncio.to_thread` hop, so at concurrency 1 every
+    request waited on a thread. The sweep is only garbage collection (hits and window
+    reads compare timestamps themselves), so running it once per `SWEEP_INTERVAL`
+    changes no decision and keeps at most that long's expired entries in memory.
+    The hook is limits' private `__schedule_expiry`; tests/stores/test_memory_limits.py
+    fails if a limits release renames it.
+    """
+
+    SWEEP_INTERVAL = 1.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = self.clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_INTERVAL
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]  # mangled
