@@ -127,12 +127,14 @@ class RedisRateLimitStore:
             slot = self.inflight.new_slot()
             keys.append(INFLIGHT_PREFIX + cap[0])
             args += [cap[1], self.inflight.ttl_ms, slot]
-        reply = await self._charge(keys=keys, args=args)
-        verdict = int(reply[0])
-        now = int(reply[1]) + int(reply[2]) / 1_000_000
+        verdict, seconds, micros, *windows = (await self._charge(keys=keys, args=args)).split()
+        now = int(seconds) + int(micros) / 1_000_000
         stats = [
-            WindowStats(float(oldest or now) + item.get_expiry(), item.amount - int(count))
-            for (item, _), count, oldest in zip(checks, reply[3::2], reply[4::2], strict=True)
+            WindowStats((float(oldest) if int(count) else now) + item.get_expiry(),
+                        item.amount - int(count))
+            for (item, _), count, oldest in zip(checks, windows[::2], windows[1::2],
+                                                strict=True)
         ]
-        return Charge(now, stats, refused=verdict - 1 if verdict > 0 else None,
-                      cap_full=verdict < 0, slot=slot if verdict == 0 else None)
+        code = int(verdict)
+        return Charge(now, stats, refused=code - 1 if code > 0 else None,
+                      cap_full=code < 0, slot=slot if code == 0 else None)

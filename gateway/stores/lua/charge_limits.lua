@@ -7,12 +7,13 @@
 --   ARGV[1]     cost: entries each limit is charged;  ARGV[2]  n, the number of limits
 --   ARGV[2i+1], ARGV[2i+2]  limit i's amount and window length in seconds
 --   ARGV[2n+3], ARGV[2n+4], ARGV[2n+5]  the cap, the slot ttl in ms, the new slot's id
--- Returns {verdict, now_s, now_us, count_1, oldest_1, ..., count_n, oldest_n}:
+-- Returns one string, space-separated (redis-py parses it faster than an array):
+--   "verdict now_s now_us count_1 oldest_1 ... count_n oldest_n"
 --   verdict   0: admitted, every limit charged and the slot taken; i: limit i (the first
 --             one) has no room for cost; -1: the cap is reached. Refused: nothing written.
 --   now       Redis time (seconds, microseconds)
 --   count_i   entries in limit i's window before this request; oldest_i the oldest of
---             them as stored, false (nil) when there are none.
+--             them as stored, 0 when there are none.
 -- The clock is Redis TIME, not the caller's: every replica then stamps with one clock,
 -- which keeps each list in time order (the searches below and `limits` rely on it) and
 -- makes replica clock skew irrelevant.
@@ -51,7 +52,7 @@ for i = 1, n do
     local amount = tonumber(ARGV[2 * i + 1])
     local count, oldest = window(KEYS[i], amount, now - tonumber(ARGV[2 * i + 2]))
     reply[2 * i + 2] = count
-    reply[2 * i + 3] = oldest or false
+    reply[2 * i + 3] = oldest or 0
     if refused == 0 and count + cost > amount then
         refused = i
     end
@@ -63,12 +64,12 @@ if slots then
     redis.call('ZREMRANGEBYSCORE', slots, '-inf', now_ms)  -- a crashed replica's slots
     if redis.call('ZCARD', slots) >= tonumber(ARGV[2 * n + 3]) then
         reply[1] = -1
-        return reply
+        return table.concat(reply, ' ')
     end
 end
 if refused > 0 then
     reply[1] = refused
-    return reply
+    return table.concat(reply, ' ')
 end
 
 local entries = {}
@@ -90,4 +91,4 @@ if slots then
         redis.call('PEXPIRE', slots, ttl)
     end
 end
-return reply
+return table.concat(reply, ' ')
