@@ -166,6 +166,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
             await proxy.upstream.close()
             await http_control.aclose()
             await stores.aclose()
+            metrics.fold()  # the last second's observations, before the worker's gauges go
             worker_exiting()
 
     control = [

@@ -8,6 +8,11 @@ attempts (`ctx.extra["upstream_attempts"]`, recorded by the upstream client) and
 State-side gauges (circuit state, store health) are refreshed from `app.state` by
 `run_refresher` once a second and at every scrape.
 
+Per-request observations go to plain ints and floats first (`gateway.metrics_tally`)
+and are folded into the collectors once a second and before every render. A scrape of
+this process is always exact; in multiprocess mode another worker's values are at most
+one fold (a second) old.
+
 Labels are bounded by construction: routes and upstreams come from the config, tenants
 from `policies/` (anything else is `unknown`), methods from a fixed list; never a raw
 path, key or request id. Label children are cached by label tuple, so a request costs a
@@ -27,6 +32,7 @@ import os
 import re
 import shutil
 import tempfile
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -45,6 +51,7 @@ from starlette.responses import Response
 from gateway.config.models import HTTP_METHODS
 from gateway.context import RequestContext
 from gateway.errors import ConfigError
+from gateway.metrics_tally import PendingCount, PendingHistogram, Tally
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # From sub-millisecond cache hits and refusals to the slowest inference answers.
@@ -122,7 +129,13 @@ class GatewayMetrics:
         for result in ("success", "failure"):  # both exist from the start: rate() works
             self.reloads.labels(result)
         self._children: dict[tuple[Any, ...], Any] = {}
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._tally = Tally()
+        self.active = 0  # requests being handled: counted by the access-log middleware
+        # The series every request touches, by (route, method, status) and by attempt
+        # (route, group, target): one dict lookup each instead of the tally's general one.
+        self._request_series: dict[tuple[str, str, int],
+                                   tuple[PendingCount, PendingHistogram]] = {}
+        self._attempt_series: dict[tuple[str, str, str], PendingHistogram] = {}
         self._degraded_seen = 0.0
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
@@ -138,17 +151,18 @@ class GatewayMetrics:
                         seconds: float, control: bool) -> None:
         """Record one finished request from what the pipeline left on its context."""
         route = ctx.route.name if ctx is not None else CONTROL if control else UNMATCHED
-        if method not in _METHODS:
-            method = "OTHER"
         key = (route, method, status)
-        pair = self._request_children.get(key)
-        if pair is None:
-            pair = self._request_children[key] = (
-                self.requests.labels(route, method, _STATUS_CLASSES.get(status // 100, "other")),
-                self.duration.labels(route),
-            )
-        pair[0].inc()
-        pair[1].observe(seconds)
+        series = self._request_series.get(key)
+        if series is None:
+            labels = (route, method if method in _METHODS else "OTHER",
+                      _STATUS_CLASSES.get(status // 100, "other"))
+            series = self._request_series[key] = (
+                self._tally.counter(self.requests, labels),
+                self._tally.histogram(self.duration, (route,)))
+        series[0].n += 1
+        duration = series[1]  # PendingHistogram.observe, inlined: every request runs this
+        duration.counts[bisect_left(duration.bounds, seconds)] += 1
+        duration.total += seconds
         if ctx is None:
             return
         if status == 429 or ctx.cache_status:
@@ -156,28 +170,39 @@ class GatewayMetrics:
             tenant = (principal.tenant_id if principal is not None
                       and principal.tenant_id in ctx.config.tenants else UNKNOWN)
             if status == 429:
-                self._child(self.rate_limited, (route, tenant)).inc()
+                self._tally.count(self.rate_limited, (route, tenant))
             if ctx.cache_status in CACHE_RESULTS:
-                self._child(self.cache, (route, tenant, ctx.cache_status.lower())).inc()
+                self._tally.count(self.cache, (route, tenant, ctx.cache_status.lower()))
         extra = ctx.extra
-        if extra:
-            self._observe_upstream(ctx, route, extra)
-
-    def _observe_upstream(self, ctx: RequestContext, route: str, extra: dict[str, Any]
-                          ) -> None:
+        if not extra:
+            return
         previous = None
         for attempt in extra.get("upstream_attempts", ()):
             labels = (route, attempt.group, attempt.target)
-            self._child(self.upstream_duration, labels).observe(attempt.seconds)
+            histogram = self._attempt_series.get(labels)
+            if histogram is None:
+                histogram = self._attempt_series[labels] = self._tally.histogram(
+                    self.upstream_duration, labels)
+            histogram.observe(attempt.seconds)
             if attempt.outcome:
-                self._child(self.upstream_errors, (*labels, attempt.outcome)).inc()
+                self._tally.count(self.upstream_errors, (*labels, attempt.outcome))
             if previous is not None and previous.group == attempt.group:
-                self._child(self.upstream_retries,
-                            (route, previous.group, previous.target)).inc()
+                self._tally.count(self.upstream_retries,
+                                  (route, previous.group, previous.target))
             previous = attempt
         fallbacks = extra.get("fallbacks", 0)
-        for group in ctx.route.groups[1:fallbacks + 1]:
-            self._child(self.upstream_fallbacks, (route, group.name)).inc()
+        for group in ctx.route.groups[1:fallbacks + 1] if fallbacks else ():
+            self._tally.count(self.upstream_fallbacks, (route, group.name))
+
+    def fold(self) -> None:
+        """Move the tallied observations into the collectors (then they are scraped)."""
+        self._tally.fold()
+        self.in_flight.set(self.active)
+
+    @property
+    def series_count(self) -> int:
+        """Label children this process holds (tallied series and state gauges)."""
+        return len(self._tally) + len(self._children)
 
     # -- state -------------------------------------------------------------------------
 
@@ -186,7 +211,8 @@ class GatewayMetrics:
         self.reloads.labels("failure" if error is not None else "success").inc()
 
     def refresh(self, state: Any) -> None:
-        """Set the state gauges from the app's state (cheap; no I/O)."""
+        """Fold the tally and set the state gauges from the app's state (cheap; no I/O)."""
+        self.fold()
         holder, health = state.config_holder, state.target_health
         for group in holder.current.groups.values():
             for target in group.targets:

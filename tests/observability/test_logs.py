@@ -5,12 +5,21 @@ that looks like a credential in headers, paths or query strings."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
+import structlog
 
+from gateway.context import Principal, RequestContext
 from tests.conftest import write_routes
 from tests.observability.tenants import issue_keys, write_policies
 from tests.processes import GatewayProcess
@@ -115,3 +124,87 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
     assert refused["status"] == 401 and refused["route"] == "api" and refused["tenant"] is None
     lost = access["req-404"]
     assert lost["status"] == 404 and lost["route"] is None and lost["trace_id"] == TRACE_ID
+
+
+# -- the access line's own path (JSON to the buffer, as `gateway serve` writes it) -------
+
+ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+
+
+@pytest.fixture
+def server_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.BytesIO]:
+    """configure_logging as `gateway serve` does it, into a buffer; restored afterwards."""
+    import gateway.logging as gl
+
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stderr", SimpleNamespace(buffer=out, isatty=lambda: False,
+                                                       write=lambda s: None))
+    saved = (gl._buffered, gl._access_direct, gl._access_enabled, structlog.get_config())
+    root_handlers = logging.getLogger().handlers[:]
+    gl.configure_logging("info", "json", buffered=True)
+    try:
+        yield out
+    finally:
+        gl._buffered, gl._access_direct, gl._access_enabled, config = saved
+        structlog.configure(**config)
+        logging.getLogger().handlers[:] = root_handlers
+
+
+def access_line(**fields: Any) -> dict[str, Any]:
+    base = {"request_id": "r1", "method": "GET", "path": "/v1/x", "status": 200,
+            "duration_ms": 1.5, "route": "api", "tenant": "acme", "upstream": None,
+            "cache": None, "rate_limit_remaining": 3, "trace_id": None}
+    return {**base, **fields}
+
+
+def written(out: io.BytesIO) -> list[dict[str, Any]]:
+    from gateway.logging import flush_logs
+
+    flush_logs()
+    return [json.loads(line) for line in out.getvalue().decode().splitlines()]
+
+
+def test_access_lines_are_redacted_like_every_other_line(server_logging: io.BytesIO) -> None:
+    from gateway.logging import write_access
+
+    write_access(access_line())
+    write_access(access_line(path="/v1/items/gw_abc_SECRETpath"))
+    write_access(access_line(path="/v1/x/BEARER SECRETtoken.part"))  # any case
+    write_access(access_line(request_id="Bearer SECRETid"))
+    structlog.get_logger("gateway.other").info("other", path="/v1/items/gw_abc_SECRETother")
+    lines = written(server_logging)
+    assert b"SECRET" not in server_logging.getvalue()
+    plain, key_path, bearer_path, bearer_id, other = lines
+    assert plain == {**access_line(), "event": "request", "level": "info",
+                     "timestamp": plain["timestamp"]}
+    assert re.fullmatch(ISO_UTC, plain["timestamp"]) and re.fullmatch(ISO_UTC,
+                                                                     other["timestamp"])
+    assert key_path["path"] == "/v1/items/[REDACTED]"
+    assert bearer_path["path"] == "/v1/x/BEARER [REDACTED]"
+    assert bearer_id["request_id"] == "Bearer [REDACTED]"
+    assert other["path"] == "/v1/items/[REDACTED]"
+
+
+def test_access_lines_follow_the_level(monkeypatch: pytest.MonkeyPatch,
+                                       server_logging: io.BytesIO) -> None:
+    import gateway.logging as gl
+
+    gl.configure_logging("warning", "json", buffered=True)
+    gl.write_access(access_line())
+    assert written(server_logging) == []
+
+
+def test_access_fields_never_carry_a_secret_name() -> None:
+    """The fast path scans values only: the field names must never need redaction."""
+    from gateway.logging import SECRET_FIELDS
+    from gateway.middleware import _access_fields
+
+    route = SimpleNamespace(name="api")
+    ctx = RequestContext(request_id="r", config=None, route=route,  # type: ignore[arg-type]
+                         path_params={}, method="GET", path="/x", query=b"",
+                         headers=[], client_ip="", started=0.0,
+                         principal=Principal("acme", "k1", "api_key"))
+    scope = {"method": "GET", "path": "/x", "headers": [], "state": {}}
+    for fields in (_access_fields(scope, ctx, 200, 0.1), _access_fields(scope, None, 404, 0.1)):
+        assert not {k.lower() for k in fields} & SECRET_FIELDS
+        assert not {"event", "level", "timestamp"} & set(fields)

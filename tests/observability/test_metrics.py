@@ -167,6 +167,7 @@ def make_ctx(config: Any, tenant: str | None = None, **fields: Any) -> RequestCo
 
 
 def sample(metrics: GatewayMetrics, name: str, **labels: str) -> float:
+    metrics.fold()  # what every scrape does first
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 

@@ -56,7 +56,11 @@ def test_two_workers_give_one_view(tmp_path: Path, backend: Backend) -> None:
         with ThreadPoolExecutor(16) as pool:
             assert set(pool.map(call, range(REQUESTS))) == {200}
 
-        by_worker = requests_by_worker(metrics_dir)
+        # Each worker folds its tally into the shared files once a second.
+        deadline = time.monotonic() + 5
+        while sum((by_worker := requests_by_worker(metrics_dir)).values()) < REQUESTS:
+            assert time.monotonic() < deadline, by_worker
+            time.sleep(0.1)
         assert len(by_worker) == 2 and all(n > 0 for n in by_worker.values()), by_worker
         assert sum(by_worker.values()) == REQUESTS
         for _ in range(6):  # scrapes land on either worker; every one sums both
