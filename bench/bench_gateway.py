@@ -1,6 +1,6 @@
 """The gateway's core benchmark: direct to a fast upstream vs through the gateway.
 
-    python bench/bench_gateway.py [--seconds 10] [--observability-cost]
+    python bench/bench_gateway.py [--seconds 10] [--observability-cost [--rounds 5]]
 
 Starts a fast fake upstream and the gateway (one worker, access log and metrics on),
 drives both with wrk at concurrency 1 and 64 in one run, and prints req/s, p50, p99,
@@ -11,6 +11,7 @@ before and after. Needs `wrk` (apt-get install wrk) and `taskset` (util-linux).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 from harness import Result, fake_upstream, gateway, rss_kib, stop, wrk
@@ -32,27 +33,36 @@ BODY = '{"text": "I love this product, it works great"}'
 OFF = {"GATEWAY_METRICS": "false", "GATEWAY_ACCESS_LOG": "false"}
 
 
-def observability_cost(seconds: float) -> None:
-    """c=64 with metrics and access log on, then off, twice, alternating (same run)."""
+def observability_cost(seconds: float, rounds: int) -> None:
+    """c=64 with metrics and access log on, then off, alternating, `rounds` times each.
+
+    This machine's speed drifts by tens of percent within minutes, so one pair proves
+    little: the medians of several alternating runs are compared.
+    """
     upstream, up_port = fake_upstream()
     rates: dict[str, list[float]] = {"on": [], "off": []}
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
     try:
-        for label, env in (("on", {}), ("off", OFF), ("on", {}), ("off", OFF)):
-            gw, gw_port, _ = gateway(ROUTES % up_port, env)
-            try:
-                url = f"http://127.0.0.1:{gw_port}/v1/bench"
-                wrk("warm-up", url, 16, 2, "POST", BODY)
-                res = wrk(f"metrics+access log {label}", url, 64, seconds, "POST", BODY,
-                          {"Content-Type": "application/json"}, server_pid=gw.pid)
-                rates[label].append(res.rps)
-                print(res.row(), flush=True)
-            finally:
-                stop(gw)
+        for _ in range(rounds):
+            for label, env in (("on", {}), ("off", OFF)):
+                gw, gw_port, _ = gateway(ROUTES % up_port, env)
+                try:
+                    url = f"http://127.0.0.1:{gw_port}/v1/bench"
+                    wrk("warm-up", url, 16, 2, "POST", BODY)
+                    res = wrk(f"metrics+access log {label}", url, 64, seconds, "POST", BODY,
+                              {"Content-Type": "application/json"}, server_pid=gw.pid)
+                    rates[label].append(res.rps)
+                    cpu[label].append(res.cpu_us)
+                    print(res.row(), flush=True)
+                finally:
+                    stop(gw)
     finally:
         stop(upstream)
-    on, off = sum(rates["on"]) / 2, sum(rates["off"]) / 2
-    print(f"\nmetrics + access log cost at c=64: {100 * (1 - on / off):.1f} % of throughput "
-          f"({on:.0f} vs {off:.0f} req/s)")
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+    print(f"\nmetrics + access log cost at c=64 (medians of {rounds} runs each): "
+          f"{100 * (1 - on / off):.1f} % of throughput ({on:.0f} vs {off:.0f} req/s), "
+          f"{cpu_on - cpu_off:.1f} us CPU per request ({cpu_on:.1f} vs {cpu_off:.1f})")
 
 
 def main() -> None:
@@ -60,9 +70,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--observability-cost", action="store_true",
                         help="only measure what metrics and the access log cost at c=64")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating on/off runs for --observability-cost")
     args = parser.parse_args()
     if args.observability_cost:
-        observability_cost(args.seconds)
+        observability_cost(args.seconds, args.rounds)
         return
     upstream, up_port = fake_upstream()
     gw, gw_port, workdir = gateway(ROUTES % up_port)

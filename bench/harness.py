@@ -86,7 +86,7 @@ def _ms(value: str, unit: str) -> float:
 
 def wrk(name: str, url: str, connections: int, seconds: float, method: str = "GET",
         body: str | None = None, headers: dict[str, str] | None = None,
-        server_pid: int | None = None) -> Result:
+        server_pid: int | None = None, timeout: float = 2.0) -> Result:
     """Run wrk pinned to the load core; one thread (a core is all it gets).
 
     With `server_pid`, also report that process's CPU time per request: a figure that
@@ -106,7 +106,7 @@ def wrk(name: str, url: str, connections: int, seconds: float, method: str = "GE
     cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(
         pinned(LOAD_CORE, ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
-                           "-s", f.name, url]),
+                           f"--timeout={max(1, round(timeout))}s", "-s", f.name, url]),
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(server_pid) - cpu0 if server_pid else 0.0
