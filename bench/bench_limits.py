@@ -1,11 +1,13 @@
 """Rate limiting and cache benchmarks (issue 5's targets).
 
-    python bench/bench_limits.py [--seconds 10]
+    python bench/bench_limits.py [--seconds 5] [--rounds 3]
 
 Cases, one gateway worker pinned to its core, wrk and the fake upstream on the other:
   - c=1: no limits vs rate limiting on memory vs on Redis (target: Redis adds <= 0.5 ms p50),
-         then the same with an in-flight cap too (one more Redis call, plus the release)
+         then the same with an in-flight cap too (taken in the same Redis call; releasing
+         it is one more, after the answer)
   - c=64: proxied miss (route without cache) vs memory cache hit (target: hit >= 2x faster)
+Each gateway runs its cases alternately, `--rounds` times; the medians are compared.
 
 Every case is the plain `gateway serve`, and every request carries a real API key of its
 tenant (created with `gateway keys create` before the gateway starts, in the credentials
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,14 +98,19 @@ def run(name: str, url: str, conns: int, seconds: float, auth: dict[str, str]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10)
-    s = parser.parse_args().seconds
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each case runs this many times, alternating; medians count")
+    args = parser.parse_args()
+    s, rounds = args.seconds, args.rounds
     upstream, up_port = fake_upstream()
     redis_port = free_port()
     redis = start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly",
                    "no"], LOAD_CORE)
     wait_port(redis_port)
-    results: dict[str, Result] = {}
+    # This machine's speed drifts by tens of percent within minutes: every comparison is
+    # between cases run alternately in the same gateway, and medians of the rounds.
+    runs: dict[str, list[Result]] = {}
     try:
         for store, redis_url in (("memory", None), ("redis", f"redis://127.0.0.1:{redis_port}")):
             gw, base, auth = gateway(up_port, redis_url)
@@ -112,28 +120,35 @@ def main() -> None:
                                 {"Content-Type": "application/json", **headers})
                     if check.errors:
                         sys.exit(f"warm-up for {tenant}: {check.errors} errors (non-2xx?)")
+                cases = [(f"off/{store}", "no limits, c=1", "/v1/plain", 1, "free"),
+                         (store, f"rate limited ({store}), c=1", "/v1/plain", 1, "limited"),
+                         (store + "+cap", f"rate + in-flight cap ({store}), c=1",
+                          "/v1/plain", 1, "capped")]
                 if store == "memory":
-                    results["off"] = run("no limits, c=1", base + "/v1/plain", 1, s,
-                                         auth["free"])
-                    results["miss"] = run("proxied (no cache), c=64", base + "/v1/plain", 64, s,
-                                          auth["free"])
-                    results["hit"] = run("cache hit (memory), c=64", base + "/v1/cached", 64,
-                                         s, auth["free"])
-                results[store] = run(f"rate limited ({store}), c=1", base + "/v1/plain", 1, s,
-                                     auth["limited"])
-                results[store + "+cap"] = run(f"rate + in-flight cap ({store}), c=1",
-                                              base + "/v1/plain", 1, s, auth["capped"])
+                    cases += [("miss", "proxied (no cache), c=64", "/v1/plain", 64, "free"),
+                              ("hit", "cache hit (memory), c=64", "/v1/cached", 64, "free")]
+                for _ in range(rounds):
+                    for key, name, path, conns, tenant in cases:
+                        runs.setdefault(key, []).append(
+                            run(name, base + path, conns, s, auth[tenant]))
             finally:
                 stop(gw)
     finally:
         stop(upstream, redis)
-    print()
-    for case in ("memory", "redis", "memory+cap", "redis+cap"):
-        print(f"{case}: adds {results[case].p50_ms - results['off'].p50_ms:.3f} ms p50 at c=1 "
-              f"(target for rate limiting on redis: <= 0.5 ms)")
-    print(f"cache hit vs proxied miss at c=64: {results['hit'].rps / results['miss'].rps:.2f}x "
-          f"throughput, p50 {results['miss'].p50_ms / results['hit'].p50_ms:.2f}x faster "
-          f"(target >= 2x)")
+
+    def median(key: str, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in runs[key])
+
+    print(f"\nmedians of {rounds} alternating rounds:")
+    for store in ("memory", "redis"):
+        for case in (store, store + "+cap"):
+            added = median(case, "p50_ms") - median(f"off/{store}", "p50_ms")
+            print(f"{case}: adds {added:.3f} ms p50 at c=1 "
+                  f"(target for rate limiting on redis: <= 0.5 ms)")
+    ratio = median("hit", "rps") / median("miss", "rps")
+    faster = median("miss", "p50_ms") / median("hit", "p50_ms")
+    print(f"cache hit vs proxied miss at c=64: {ratio:.2f}x throughput, p50 {faster:.2f}x "
+          f"faster (target >= 2x)")
 
 
 if __name__ == "__main__":
