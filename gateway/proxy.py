@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.config.runtime import ConfigHolder
 from gateway.context import RequestContext
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, problem_body
-from gateway.pipeline import Policy, run_pipeline
+from gateway.pipeline import Policy, PolicyPlan, run_pipeline
 from gateway.proxy_response import ProxyResponse
 from gateway.upstream import UpstreamClient
 
@@ -42,7 +42,7 @@ class ProxyEndpoint:
     def __init__(self, holder: ConfigHolder, policies: Sequence[Policy],
                  upstream: UpstreamClient):
         self.holder = holder
-        self.policies = list(policies)
+        self.plan = PolicyPlan(policies)
         self.upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +65,8 @@ class ProxyEndpoint:
             ctx.body = body if isinstance(body, bytes) else None
             try:
                 response = await run_pipeline(
-                    self.policies, ctx, lambda c: self.upstream.send(c, body or None)
+                    self.plan.for_route(config, route), ctx,
+                    lambda c: self.upstream.send(c, body or None),
                 )
             except GatewayError:
                 if isinstance(body, BodyStream) and body.failure is not None:

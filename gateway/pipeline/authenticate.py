@@ -16,6 +16,7 @@ import structlog
 
 from gateway.auth.api_keys import KEY_PREFIX
 from gateway.auth.service import AuthService
+from gateway.config.runtime import CompiledRoute
 from gateway.context import Principal, RequestContext
 from gateway.errors import Unauthenticated
 from gateway.pipeline import Policy
@@ -46,6 +47,9 @@ class AuthenticatePolicy(Policy):
 
     def __init__(self, auth: AuthService):
         self.auth = auth
+
+    def applies_to(self, route: CompiledRoute) -> bool:
+        return not route.public
 
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         if ctx.route.public:

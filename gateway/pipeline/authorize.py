@@ -12,6 +12,7 @@ the route needs, so a client can ask for a better token.
 from __future__ import annotations
 
 from gateway.auth.api_keys import ALL_SCOPES
+from gateway.config.runtime import CompiledRoute
 from gateway.context import RequestContext
 from gateway.errors import Forbidden, InsufficientScope
 from gateway.pipeline import Policy
@@ -25,6 +26,9 @@ class AuthorizePolicy(Policy):
     """Right after authentication: tenant route list, then route scopes."""
 
     name = "authorize"
+
+    def applies_to(self, route: CompiledRoute) -> bool:
+        return not route.public
 
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         principal, route = ctx.principal, ctx.route

@@ -28,6 +28,7 @@ from gateway.cache_entry import (
     storable_ttl,
 )
 from gateway.cache_key import ANONYMOUS_SCOPE, SHARED_SCOPE, body_digest, cache_key
+from gateway.config.runtime import CompiledRoute
 from gateway.context import RequestContext
 from gateway.errors import StoreUnavailable
 from gateway.pipeline import Policy
@@ -58,6 +59,9 @@ class CachePolicy(Policy):
         self.call = stores.breaker.call
         self.max_entry_bytes = max_entry_bytes
         self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
+
+    def applies_to(self, route: CompiledRoute) -> bool:
+        return route.spec.cache is not None and route.spec.cache.enabled
 
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         spec = ctx.route.spec.cache

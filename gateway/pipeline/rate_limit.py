@@ -43,6 +43,7 @@ from limits.aio.strategies import (
 from limits.util import WindowStats
 
 from gateway.config.limits import EffectiveLimits
+from gateway.config.runtime import CompiledRoute
 from gateway.context import RequestContext
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.pipeline import Policy
@@ -100,6 +101,9 @@ class RateLimitPolicy(Policy):
         self.fail_closed = fail_closed
         self.parallel = stores.redis is not None
         self.at_once = stores.rate_limits  # Redis + moving window: the one-call path
+
+    def applies_to(self, route: CompiledRoute) -> bool:
+        return not route.public  # nobody to charge
 
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         if ctx.principal is None:
