@@ -5,9 +5,10 @@ between identical runs a minute apart here).
     python bench/bench_instructions.py [--seconds 8] [--case NAME ...]
 
 Each case starts `gateway serve` (one worker) under callgrind with instrumentation off,
-warms it up, switches instrumentation on, drives it with wrk (c=16) against the fast
-fake upstream, dumps the counts and divides by the requests served. All threads count
-(the Python thread and the HTTP client's Rust threads). Cases:
+warms it up, switches instrumentation on, counts an idle stretch, then the same length
+driven by wrk (c=16) against the fast fake upstream, and divides the difference by the
+requests served. All threads count (the Python thread and the HTTP client's Rust
+threads). Cases:
 
   full   metrics and access log on (the default configuration)
   quiet  metrics and access log off: `full` minus `quiet` is what observability costs
@@ -62,6 +63,13 @@ def callgrind(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+def _summary(dump: Path) -> int:
+    m = re.search(r"^summary:\s+(\d+)", dump.read_text(errors="replace"), re.M)
+    if m is None:
+        sys.exit(f"no summary in {dump}")
+    return int(m.group(1))
+
+
 def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
     """(instructions per request, requests) for one case."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-ir-"))
@@ -80,17 +88,19 @@ def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
         url = f"http://127.0.0.1:{port}{CASES[case][1]}"
         wrk("warm-up", url, 16, 3, "POST", BODY, timeout=30)
         callgrind(proc.pid, "--instr=on")
+        # First the same time idle: what the background tasks (log flush, config watch,
+        # health checks, metrics fold) cost, to take away from the loaded run, which
+        # would otherwise charge them to fewer requests in the slower case.
+        callgrind(proc.pid, "--zero")
+        time.sleep(seconds)
+        callgrind(proc.pid, "--dump")  # callgrind.out.1; dumping also zeroes the counts
         # Generous timeout: under callgrind the gateway runs ~50x slower.
         res = wrk(case, url, 16, seconds, "POST", BODY, {"Content-Type": "application/json"},
                   timeout=30)
-        callgrind(proc.pid, "--dump")
+        callgrind(proc.pid, "--dump")  # callgrind.out.2
         callgrind(proc.pid, "--instr=off")
-        time.sleep(1)
-        total = 0
-        for dump in workdir.glob("callgrind.out*"):
-            m = re.search(r"^summary:\s+(\d+)", dump.read_text(errors="replace"), re.M)
-            if m:
-                total += int(m.group(1))
+        idle, loaded = (_summary(workdir / f"callgrind.out.{n}") for n in (1, 2))
+        total = loaded - idle
         if res.errors or not res.requests:
             sys.exit(f"{case}: {res.errors} failed of {res.requests} requests")
         return total / res.requests, res.requests
