@@ -15,6 +15,7 @@ any path, query or header value makes a fixed-length, injection-proof key.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 
 import orjson
@@ -22,6 +23,7 @@ import orjson
 KEY_VERSION = "c1"
 SHARED_SCOPE = "*shared"
 ANONYMOUS_SCOPE = "*anonymous"
+_length = struct.Struct(">I").pack  # a field's 4-byte big-endian length prefix
 
 
 def body_digest(body: bytes, content_type: bytes | None) -> str:
@@ -39,15 +41,16 @@ def body_digest(body: bytes, content_type: bytes | None) -> str:
 def cache_key(scope_id: str, route: str, method: str, path: str, query: bytes,
               vary_headers: Sequence[tuple[str, bytes | None]], body_digest: str) -> str:
     """One entry's key. `vary_headers` are (lower-case name, value or None if absent)."""
-    h = hashlib.sha256()
+    m, p = method.encode(), path.encode("utf-8", "surrogateescape")
+    d = body_digest.encode()
     # Length-prefixed fields: no two different requests can concatenate to the same bytes.
-    for part in (method.encode(), path.encode("utf-8", "surrogateescape"), query,
-                 body_digest.encode()):
-        h.update(len(part).to_bytes(4, "big") + part)
+    chunks = [_length(len(m)), m, _length(len(p)), p, _length(len(query)), query,
+              _length(len(d)), d]
     for name, value in vary_headers:
-        h.update(len(name).to_bytes(4, "big") + name.encode())
+        chunks += (_length(len(name)), name.encode())
         if value is None:
-            h.update(b"\xff\xff\xff\xff")  # absent differs from empty
+            chunks.append(b"\xff\xff\xff\xff")  # absent differs from empty
         else:
-            h.update(len(value).to_bytes(4, "big") + value)
-    return f"{KEY_VERSION}:{scope_id}:{route}:{h.hexdigest()}"
+            chunks += (_length(len(value)), value)
+    digest = hashlib.sha256(b"".join(chunks)).hexdigest()
+    return f"{KEY_VERSION}:{scope_id}:{route}:{digest}"

@@ -54,11 +54,15 @@ class CachePolicy(Policy):
 
     name = "cache"
 
-    def __init__(self, stores: Stores, max_entry_bytes: int):
+    def __init__(self, stores: Stores, max_entry_bytes: int, memo_bytes: int = 8 << 20):
         self.store = stores.cache
         self.call = stores.breaker.call
         self.max_entry_bytes = max_entry_bytes
         self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
+        # The memory store hands back the very bytes it holds, so a hit can reuse the
+        # entry decoded on an earlier hit of the same bytes (decoding was a third of a
+        # hit's cost). Bounded in bytes; a Redis read is fresh bytes every time.
+        self._decoded = _DecodedEntries(memo_bytes) if stores.redis is None else None
 
     def applies_to(self, route: CompiledRoute) -> bool:
         return route.spec.cache is not None and route.spec.cache.enabled
@@ -84,7 +88,12 @@ class CachePolicy(Policy):
         except StoreUnavailable:
             lookup.store = False
             return self._status(ctx, BYPASS)
-        entry = decode_entry(raw) if raw is not None else None
+        if raw is None:
+            entry = None
+        elif self._decoded is not None:
+            entry = self._decoded.get(key, raw)
+        else:
+            entry = decode_entry(raw)
         if entry is not None:
             self._status(ctx, HIT)
             return entry.to_response()
@@ -135,3 +144,26 @@ class CachePolicy(Policy):
     def _status(ctx: RequestContext, status: bytes) -> None:
         ctx.cache_status = status.decode()
         ctx.response_headers.append((b"x-cache", status))
+
+
+class _DecodedEntries:
+    """Decoded cache entries by key, valid only for the exact bytes they came from."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: dict[str, tuple[bytes, CachedAnswer | None]] = {}
+
+    def get(self, key: str, raw: bytes) -> CachedAnswer | None:
+        found = self._entries.get(key)
+        if found is not None and found[0] is raw:
+            return found[1]
+        entry = decode_entry(raw)
+        if found is not None:
+            self.size -= len(found[0])
+        elif self.size + len(raw) > self.max_bytes:
+            self._entries.clear()  # rare: only when many large entries are hit in turn
+            self.size = 0
+        self._entries[key] = (raw, entry)
+        self.size += len(raw)
+        return entry

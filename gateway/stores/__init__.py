@@ -133,7 +133,7 @@ def open_stores(settings: Settings) -> Stores:
             inflight=MemoryInFlightStore(),
             cache=MemoryCacheStore(settings.cache_max_bytes),
             breaker=StoreBreaker("memory", settings.store_breaker_failures,
-                                 settings.store_breaker_cooldown, settings.store_max_in_flight),
+                                 settings.store_breaker_cooldown, max_in_flight=None),
             redis=None,
             slot_ttl=settings.inflight_slot_ttl,
         )

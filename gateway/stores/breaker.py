@@ -35,7 +35,7 @@ STORE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
 class StoreBreaker:
     """Guards every call to one store; use one per Redis, shared by all its stores."""
 
-    def __init__(self, name: str, failures: int, cooldown: float, max_in_flight: int,
+    def __init__(self, name: str, failures: int, cooldown: float, max_in_flight: int | None,
                  probe: Callable[[], Awaitable[object]] | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.name = name
@@ -43,7 +43,9 @@ class StoreBreaker:
         self.cooldown = cooldown
         self.probe = probe
         self.clock = clock
-        self._gate = asyncio.Semaphore(max_in_flight)
+        # None: nothing to bound (in-process stores never wait); a semaphore costs each
+        # call several of its own frames.
+        self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight is not None else None
         self._failures = 0
         self._opened_at: float | None = None  # start of the current outage
         self._retry_at = 0.0
@@ -69,8 +71,11 @@ class StoreBreaker:
             raise StoreUnavailable(f"{self.name} is unavailable: {self.last_error}",
                                    retry_after=max(1, round(self.cooldown)))
         try:
-            async with self._gate:
+            if self._gate is None:
                 result = await fn()
+            else:
+                async with self._gate:
+                    result = await fn()
         except STORE_ERRORS as exc:
             self._record_failure(exc)
             raise StoreUnavailable(f"{self.name} is unavailable",
@@ -118,8 +123,11 @@ class StoreBreaker:
     async def _probe_once(self) -> None:
         assert self.probe is not None
         try:
-            async with self._gate:
+            if self._gate is None:
                 await self.probe()
+            else:
+                async with self._gate:
+                    await self.probe()
         except STORE_ERRORS as exc:
             self.last_error = type(exc).__name__
             self._retry_at = self.clock() + self.cooldown
