@@ -6,7 +6,7 @@ One gateway (one worker, on the gateway core) in front of the fast fake upstream
 routes to the same upstream: public, and two needing scope `bench`. wrk drives each at
 concurrency 1 and 64. Prints req/s, p50, p99, gateway CPU per request, and per
 credential the added p50 at c=1 and the throughput ratio at c=64 against the public
-route. Targets (issue 4): added p50 <= 0.1 ms, throughput drop <= 10 %.
+route. Targets: added p50 <= 0.1 ms, throughput drop <= 10 %.
 Needs `wrk` and `taskset`, like bench_gateway.py.
 """
 

@@ -1,4 +1,4 @@
-"""Rate limiting and cache benchmarks (issue 5's targets).
+"""Rate limiting and cache benchmarks: what limits and a cache hit cost at c=1 and c=64.
 
     python bench/bench_limits.py [--seconds 5] [--rounds 3]
 
