@@ -159,15 +159,17 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await auth.close()
-            await proxy.upstream.close()
-            await http_control.aclose()
-            await stores.aclose()
-            metrics.fold()  # the last second's observations, before the worker's gauges go
-            worker_exiting()
+            try:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await auth.close()
+                await proxy.upstream.close()
+                await http_control.aclose()
+                await stores.aclose()
+            finally:
+                metrics.fold()  # the last second's observations, before its gauges go
+                worker_exiting()
 
     control = [
         Route("/healthz", healthz, methods=["GET"]),

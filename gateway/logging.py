@@ -61,17 +61,18 @@ class _UtcClock:
     them, with the date and time formatted once per second instead of once per line."""
 
     def __init__(self) -> None:
-        self._second = 0.0
-        self._next = 0.0
-        self._prefix = ""
+        # (second, next second, its text): one tuple, replaced whole, so a line written
+        # from another thread (stdlib logging) never pairs one second with another's text.
+        self._current = (0.0, 0.0, "")
 
     def now(self) -> str:
         t = time.time()
-        if not self._second <= t < self._next:
-            second = int(t)
-            self._second, self._next = float(second), second + 1.0
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return "%s.%06dZ" % (self._prefix, (t - self._second) * 1e6)  # noqa: UP031 (faster)
+        second, following, prefix = self._current
+        if not second <= t < following:
+            whole = int(t)
+            second, prefix = float(whole), time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._current = (second, second + 1.0, prefix)
+        return "%s.%06dZ" % (prefix, (t - second) * 1e6)  # noqa: UP031 (faster)
 
 
 _clock = _UtcClock()
@@ -133,8 +134,9 @@ def write_access(fields: dict[str, Any]) -> None:
 
     Either way the line gets the same keys as any other: level, timestamp, and fields
     redacted by `redact_secrets`. The caller passes the request's `request_id`, `tenant`
-    and `credential` itself (other lines take them from the context variables). The
-    caller's field names are never secrets' names (tests/observability/test_logs.py).
+    and `credential` itself (other lines take them from the context variables, and
+    nothing else bound there reaches this line). The caller's field names are never
+    secrets' names (tests/observability/test_logs.py).
     """
     if not _access_enabled:
         return

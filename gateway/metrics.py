@@ -10,8 +10,8 @@ State-side gauges (circuit state, store health) are refreshed from `app.state` b
 
 Per-request observations go to plain ints and floats first (`gateway.metrics_tally`)
 and are folded into the collectors once a second and before every render. A scrape of
-this process is always exact; in multiprocess mode another worker's values are at most
-one fold (a second) old.
+this process is always exact; in multiprocess mode another worker's values are one fold
+old at most: about a second, two when its PING of Redis waits out its timeout.
 
 Labels are bounded by construction: routes and upstreams come from the config, tenants
 from `policies/` (anything else is `unknown`), methods from a fixed list; never a raw
@@ -35,6 +35,7 @@ import tempfile
 from bisect import bisect_left
 from typing import Any
 
+import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -53,6 +54,7 @@ from gateway.context import RequestContext
 from gateway.errors import ConfigError
 from gateway.metrics_tally import PendingCount, PendingHistogram, Tally
 
+log = structlog.get_logger("gateway.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # From sub-millisecond cache hits and refusals to the slowest inference answers.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -151,11 +153,12 @@ class GatewayMetrics:
                         seconds: float, control: bool) -> None:
         """Record one finished request from what the pipeline left on its context."""
         route = ctx.route.name if ctx is not None else CONTROL if control else UNMATCHED
+        if method not in _METHODS:  # before the key too: any token would be a new entry
+            method = "OTHER"
         key = (route, method, status)
         series = self._request_series.get(key)
         if series is None:
-            labels = (route, method if method in _METHODS else "OTHER",
-                      _STATUS_CLASSES.get(status // 100, "other"))
+            labels = (route, method, _STATUS_CLASSES.get(status // 100, "other"))
             series = self._request_series[key] = (
                 self._tally.counter(self.requests, labels),
                 self._tally.histogram(self.duration, (route,)))
@@ -233,7 +236,10 @@ class GatewayMetrics:
     async def run_refresher(self, state: Any, interval: float = REFRESH_INTERVAL) -> None:
         """Refresh the state gauges (and PING the shared store) forever."""
         while True:
-            self.refresh(state)
+            try:
+                self.refresh(state)  # also folds the tally: it must not stop for good
+            except Exception:
+                log.exception("metrics_refresh_failed")
             redis = getattr(state, "redis", None)
             if redis is not None:
                 try:

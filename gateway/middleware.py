@@ -93,7 +93,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
         finally:
             seconds = time.perf_counter() - started
-            state = scope["state"]
+            state = scope.get("state", {})
             status = state.get("status", 500)
             ctx = state.get("ctx")
             if metrics is not None:
@@ -114,7 +114,7 @@ def _access_fields(scope: Scope, ctx: RequestContext | None, status: int, second
             "method": scope["method"], "path": scope["path"],
             "status": status, "duration_ms": duration_ms, "route": None, "tenant": None,
             "upstream": None, "cache": None, "rate_limit_remaining": None,
-            "trace_id": trace_id_of(_header(scope, b"traceparent")) or None,
+            "trace_id": trace_id_of(_header(scope, b"traceparent")) or None, "credential": None,
         }
     remaining = None
     for name, value in ctx.response_headers:
@@ -131,8 +131,7 @@ def _access_fields(scope: Scope, ctx: RequestContext | None, status: int, second
         # Set when the request went upstream; else the client's own, if it sent one.
         "trace_id": ctx.trace_id or trace_id_of(ctx.header(b"traceparent")) or None,
     }
-    if principal is not None:
-        fields["credential"] = principal.credential_id
+    fields["credential"] = principal.credential_id if principal else None
     return fields
 
 

@@ -61,8 +61,8 @@ class CachePolicy(Policy):
         self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
         # The memory store hands back the very bytes it holds, so a hit can reuse the
         # entry decoded on an earlier hit of the same bytes (decoding was a third of a
-        # hit's cost). Bounded in bytes; a Redis read is fresh bytes every time.
-        self._decoded = _DecodedEntries(memo_bytes) if stores.redis is None else None
+        # hit's cost). A Redis read is fresh bytes every time: nothing to reuse.
+        self._decoded = _DecodedEntries(memo_bytes) if stores.kind == "memory" else None
 
     def applies_to(self, route: CompiledRoute) -> bool:
         return route.spec.cache is not None and route.spec.cache.enabled
@@ -147,7 +147,13 @@ class CachePolicy(Policy):
 
 
 class _DecodedEntries:
-    """Decoded cache entries by key, valid only for the exact bytes they came from."""
+    """Decoded cache entries by key, valid only for the exact bytes they came from.
+
+    Memory on top of the store's own budget (GATEWAY_CACHE_MAX_BYTES): at most
+    `max_bytes`, counting an entry twice (its stored bytes, which the memo keeps alive
+    even once the store drops them, and the decoded body's copy); entries larger than a
+    quarter of it are decoded on every hit instead.
+    """
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -156,14 +162,18 @@ class _DecodedEntries:
 
     def get(self, key: str, raw: bytes) -> CachedAnswer | None:
         found = self._entries.get(key)
-        if found is not None and found[0] is raw:
-            return found[1]
-        entry = decode_entry(raw)
         if found is not None:
-            self.size -= len(found[0])
-        elif self.size + len(raw) > self.max_bytes:
+            if found[0] is raw:
+                return found[1]
+            del self._entries[key]
+            self.size -= 2 * len(found[0])
+        entry = decode_entry(raw)
+        cost = 2 * len(raw)
+        if cost > self.max_bytes // 4:
+            return entry
+        if self.size + cost > self.max_bytes:
             self._entries.clear()  # rare: only when many large entries are hit in turn
             self.size = 0
         self._entries[key] = (raw, entry)
-        self.size += len(raw)
+        self.size += cost
         return entry

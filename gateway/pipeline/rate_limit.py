@@ -131,7 +131,11 @@ class RateLimitPolicy(Policy):
 
     async def _charge_at_once(self, store: RedisRateLimitStore, ctx: RequestContext,
                               tenant: str, limits: EffectiveLimits, checks: Checks) -> None:
-        """One round trip: charge_limits.lua charges everything or nothing."""
+        """One round trip: charge_limits.lua charges everything or nothing.
+
+        A call that times out after Redis ran it leaves its slot to nobody: it expires
+        after GATEWAY_INFLIGHT_SLOT_TTL, as on the two-step path.
+        """
         cap = None if limits.max_in_flight is None else (tenant, limits.max_in_flight)
         got = await self.call(partial(store.charge, checks, limits.cost, cap))
         if got.slot is not None:

@@ -45,7 +45,8 @@ def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
         decode_responses=False,
         # redis-py 8.1 skips its check of pooled connections on checkout when maintenance
         # notifications are on (the RESP3 default), so after a Redis restart each idle
-        # connection fails one command (redis/redis-py#4252). Off, a closed one is replaced.
+        # connection fails one command (tests/stores/test_contract.py). Off, a closed one
+        # is replaced.
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 

@@ -161,7 +161,7 @@ def test_decoded_entries_follow_the_stored_bytes(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(cache_policy, "decode_entry", counting)
     first = cache_entry.encode_entry(cache_entry.CachedAnswer(200, ((b"a", b"1"),), b"one", 1.0))
-    memo = cache_policy._DecodedEntries(max_bytes=3 * len(first))
+    memo = cache_policy._DecodedEntries(max_bytes=16 * len(first))
     assert memo.get("k", first) == memo.get("k", first)  # the same bytes: decoded once
     assert len(decoded) == 1
     # New bytes under the key (the entry was replaced): decoded again, never the old one.
@@ -174,3 +174,9 @@ def test_decoded_entries_follow_the_stored_bytes(monkeypatch: pytest.MonkeyPatch
     for i in range(10):
         memo.get(f"k{i}", bytes(bytearray(first)))
     assert memo.size <= memo.max_bytes
+    # An entry over a quarter of the budget is decoded on every hit, never kept.
+    big = cache_entry.encode_entry(cache_entry.CachedAnswer(200, (), b"x" * 4 * len(first), 3))
+    before = len(decoded)
+    memo.get("big", big)
+    memo.get("big", big)
+    assert len(decoded) == before + 2 and memo.size <= memo.max_bytes

@@ -195,7 +195,8 @@ def test_access_lines_follow_the_level(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_access_fields_never_carry_a_secret_name() -> None:
-    """The fast path scans values only: the field names must never need redaction."""
+    """The fast path redacts only a line whose text holds a trigger: a secret-named field
+    whose value holds none would pass it, so no access field may have such a name."""
     from gateway.logging import SECRET_FIELDS
     from gateway.middleware import _access_fields
 

@@ -10,7 +10,8 @@
 -- Returns one string, space-separated (redis-py parses it faster than an array):
 --   "verdict now_s now_us count_1 oldest_1 ... count_n oldest_n"
 --   verdict   0: admitted, every limit charged and the slot taken; i: limit i (the first
---             one) has no room for cost; -1: the cap is reached. Refused: nothing written.
+--             one) has no room for cost; -1: the cap is reached. Refused: nothing charged
+--             (expired slots are still purged).
 --   now       Redis time (seconds, microseconds)
 --   count_i   entries in limit i's window before this request; oldest_i the oldest of
 --             them as stored, 0 when there are none.
