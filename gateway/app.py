@@ -27,7 +27,8 @@ from gateway.config.runtime import ConfigHolder, RuntimeConfig
 from gateway.errors import GatewayError, problem_response
 from gateway.health import ReadinessCheck, healthz, readyz
 from gateway.logging import flush_logs
-from gateway.metrics import GatewayMetrics, forget_dead_workers, worker_exiting
+from gateway.metrics import GatewayMetrics
+from gateway.metrics_multiproc import forget_dead_workers, worker_exiting
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
 from gateway.pipeline.authenticate import AuthenticatePolicy

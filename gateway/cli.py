@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for key, value in _overrides(args).items():
             os.environ[f"GATEWAY_{key.upper()}"] = str(value)
         # One metrics view over all workers: prometheus-client's multiprocess mode.
-        from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+        from gateway.metrics_multiproc import prepare_multiprocess_dir, remove_multiprocess_dir
 
         metrics_dir, made = prepare_multiprocess_dir()
         try:

@@ -21,17 +21,14 @@ few dict lookups and increments.
 Several worker processes (`gateway serve --workers N`) use prometheus-client's
 multiprocess mode: the CLI points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
 the workers start; each worker writes its values to memory-mapped files there, and a
-scrape of any worker sums them (gauges: see each one's `multiprocess_mode`).
+scrape of any worker sums them (gauges: see each one's `multiprocess_mode`); the
+directory's care is `gateway.metrics_multiproc`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
-import re
-import shutil
-import tempfile
 from bisect import bisect_left
 from typing import Any
 
@@ -45,17 +42,17 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.config.models import HTTP_METHODS
 from gateway.context import RequestContext
 from gateway.errors import ConfigError
+from gateway.metrics_multiproc import MULTIPROC_ENV
 from gateway.metrics_tally import PendingCount, PendingHistogram, Tally
 
 log = structlog.get_logger("gateway.metrics")
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # From sub-millisecond cache hits and refusals to the slowest inference answers.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                     1.0, 2.5, 5.0, 10.0, 30.0)
@@ -265,51 +262,3 @@ class GatewayMetrics:
         if self.enabled:
             self.refresh(request.app.state)
         return Response(self.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-# -- multiprocess mode -------------------------------------------------------------------
-
-_PID_FILE = re.compile(r"_(\d+)\.db\Z")
-
-
-def prepare_multiprocess_dir() -> tuple[str, bool]:
-    """Point PROMETHEUS_MULTIPROC_DIR at an empty directory before workers start.
-
-    An operator's own directory is emptied (values from an earlier run would be summed
-    in); otherwise a fresh temp dir is made. Returns (path, whether we created it).
-    """
-    path = os.environ.get(MULTIPROC_ENV)
-    if path:
-        os.makedirs(path, exist_ok=True)
-        for f in glob.glob(os.path.join(path, "*.db")):
-            os.remove(f)
-        return path, False
-    path = tempfile.mkdtemp(prefix="gateway-metrics-")
-    os.environ[MULTIPROC_ENV] = path
-    return path, True
-
-
-def remove_multiprocess_dir(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def forget_dead_workers() -> None:
-    """Drop live gauges of workers that are gone (a restarted worker gets a new pid)."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if not path:
-        return
-    pids = {int(m.group(1)) for f in os.listdir(path) if (m := _PID_FILE.search(f))}
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
-        except PermissionError:  # alive, someone else's
-            pass
-
-
-def worker_exiting() -> None:
-    """A worker shutting down takes its live gauges (in-flight, up, circuit) with it."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if path:
-        mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]

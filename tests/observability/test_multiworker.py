@@ -77,7 +77,11 @@ def test_two_workers_give_one_view(tmp_path: Path, backend: Backend) -> None:
 
 def test_serve_prepares_an_empty_metrics_dir(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
+    from gateway.metrics_multiproc import (
+        MULTIPROC_ENV,
+        prepare_multiprocess_dir,
+        remove_multiprocess_dir,
+    )
 
     # Recorded first, so teardown removes what prepare_multiprocess_dir sets.
     monkeypatch.setenv(MULTIPROC_ENV, "")
