@@ -1,6 +1,6 @@
 """The gateway's core benchmark: direct to a fast upstream vs through the gateway.
 
-    python bench/bench_gateway.py [--seconds 10] [--observability-cost [--rounds 5]]
+    python bench/bench_gateway.py [--seconds 10] [--observability-cost | --soak] [--rounds 5]
 
 Starts a fast fake upstream and the gateway (one worker, access log and metrics on),
 drives both with wrk at concurrency 1 and 64 in one run, and prints req/s, p50, p99,
@@ -65,14 +65,38 @@ def observability_cost(seconds: float, rounds: int) -> None:
           f"{cpu_on - cpu_off:.1f} us CPU per request ({cpu_on:.1f} vs {cpu_off:.1f})")
 
 
+def soak(seconds: float, rounds: int) -> None:
+    """c=64 for `rounds` runs of `seconds` in one gateway, its memory after each."""
+    upstream, up_port = fake_upstream()
+    gw, gw_port, _ = gateway(ROUTES % up_port)
+    try:
+        url = f"http://127.0.0.1:{gw_port}/v1/bench"
+        wrk("warm-up", url, 16, 2, "POST", BODY)
+        print(f"after warm-up: RSS {rss_kib(gw.pid) / 1024:.1f} MiB", flush=True)
+        total = 0
+        for _ in range(rounds):
+            res = wrk("soak", url, 64, seconds, "POST", BODY,
+                      {"Content-Type": "application/json"})
+            total += res.requests
+            print(f"after {total:>8} requests: RSS {rss_kib(gw.pid) / 1024:.1f} MiB "
+                  f"({res.rps:.0f} req/s, {res.errors} errors)", flush=True)
+    finally:
+        stop(gw, upstream)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--observability-cost", action="store_true",
                         help="only measure what metrics and the access log cost at c=64")
     parser.add_argument("--rounds", type=int, default=5,
-                        help="alternating on/off runs for --observability-cost")
+                        help="alternating on/off runs for --observability-cost; runs for --soak")
+    parser.add_argument("--soak", action="store_true",
+                        help="only watch the gateway's memory over --rounds runs at c=64")
     args = parser.parse_args()
+    if args.soak:
+        soak(args.seconds, args.rounds)
+        return
     if args.observability_cost:
         observability_cost(args.seconds, args.rounds)
         return
