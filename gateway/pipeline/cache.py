@@ -54,7 +54,7 @@ class CachePolicy(Policy):
 
     name = "cache"
 
-    def __init__(self, stores: Stores, max_entry_bytes: int, memo_bytes: int = 8 << 20):
+    def __init__(self, stores: Stores, max_entry_bytes: int, memo_bytes: int):
         self.store = stores.cache
         self.call = stores.breaker.call
         self.max_entry_bytes = max_entry_bytes
