@@ -4,10 +4,12 @@
 
 Starts a throwaway redis-server on a free port and, in this process (uvloop, the
 gateway's own Redis client settings), times sequential calls, alternating the cases
-for `--rounds` rounds: a bare PING (what redis-py itself costs), the gateway's one-call
-charge (`RedisRateLimitStore.charge`, one limit), the same with an in-flight cap, and
-the two round trips of the `limits` path (`get_window_stats`, then `hit`). Prints, per
-case, the median over rounds of the mean wall time and CPU time per call.
+for `--rounds` rounds: a bare PING through each client (the stores' MuxRedis, and
+redis-py, which `limits` uses), the gateway's one-call charge
+(`RedisRateLimitStore.charge`, one limit, over MuxRedis), the same script through
+redis-py, the charge with an in-flight cap (and its release), and the two round trips
+of the `limits` path (`get_window_stats`, then `hit`). Prints, per case, the median
+over rounds of the mean wall time and CPU time per call.
 """
 
 from __future__ import annotations
@@ -23,19 +25,22 @@ from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from gateway.stores import connect_redis
+from gateway.stores import connect_mux, connect_redis
 from gateway.stores.redis import (
     RATE_LIMIT_PREFIX,
     RedisInFlightStore,
     RedisRateLimitStore,
+    lua_script,
 )
 
 
 async def measure(port: int, calls: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     url = f"redis://127.0.0.1:{port}"
     client = connect_redis(url, 1.0)
-    inflight = RedisInFlightStore(client, 30)
-    store = RedisRateLimitStore(client, inflight)
+    mux = connect_mux(url, 1.0)
+    inflight = RedisInFlightStore(mux, 30)
+    store = RedisRateLimitStore(mux, inflight)
+    script = client.register_script(lua_script("charge_limits"))
     limiter = MovingWindowRateLimiter(storage_from_string(
         "async+" + url, implementation="redispy", connection_pool=client.connection_pool,
         key_prefix=RATE_LIMIT_PREFIX))
@@ -47,6 +52,10 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, list[tuple[fl
     async def one_call() -> None:
         await store.charge([(item, ("t", "one"))], 1)
 
+    async def one_call_redis_py() -> None:  # the same keys and arguments as one_call
+        await script(keys=[f"{RATE_LIMIT_PREFIX}:{item.key_for('t', 'one')}"],
+                     args=[1, 1, item.amount, item.get_expiry()])
+
     async def one_call_cap() -> None:
         got = await store.charge([(item, ("t", "cap"))], 1, ("cap", 1_000_000))
         assert got.slot is not None
@@ -57,8 +66,9 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, list[tuple[fl
         await limiter.hit(item, "t", "two")
 
     cases: dict[str, Callable[[], Awaitable[None]]] = {
-        "PING": ping, "one call": one_call, "one call + cap (and release)": one_call_cap,
-        "two steps (limits)": two_steps,
+        "PING (MuxRedis)": mux.ping, "PING (redis-py)": ping,
+        "one call": one_call, "one call (redis-py)": one_call_redis_py,
+        "one call + cap (and release)": one_call_cap, "two steps (limits)": two_steps,
     }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(rounds):
@@ -71,6 +81,7 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, list[tuple[fl
             results[name].append(((time.perf_counter() - wall) / calls * 1e6,
                                   (time.process_time() - cpu) / calls * 1e6))
     await client.aclose()
+    await mux.aclose()
     return results
 
 

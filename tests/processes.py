@@ -50,13 +50,14 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | N
 class RedisServer:
     """A private redis-server: start, stop (to simulate an outage), start again."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *args: str):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found on PATH: apt-get install redis-server")
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
+        self.args = args  # more redis-server options (--requirepass, TLS)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,7 +68,8 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"],
+             "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         import socket
@@ -77,7 +79,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 pass

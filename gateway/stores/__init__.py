@@ -1,9 +1,11 @@
 """Shared state behind small protocols, in memory (one machine) or on Redis (replicas).
 
-`connect_redis(url)` is the one place a Redis client is configured: short timeouts so a
-dead Redis costs milliseconds, not seconds, and a pool sized for the gateway's
-concurrency. Redis errors are mapped to gateway errors inside each store, never above
-(`StoreBreaker.call` does it for the stores here).
+`connect_redis(url)` and `connect_mux(url)` are the one place Redis clients are
+configured: short timeouts so a dead Redis costs milliseconds, not seconds. The stores
+here (cache, in-flight slots, the one-call rate limits) speak through `MuxRedis`, one
+pipelined connection; redis-py, with a pool sized for the gateway's concurrency, serves
+the `limits` library (the strategies other than moving window) and the key store. Redis
+errors are mapped to gateway errors by `StoreBreaker.call`, never above.
 
 `open_stores(settings)` picks the implementations: memory when `GATEWAY_REDIS_URL` is
 unset, Redis otherwise. It does no I/O; `Stores.start()` runs in the app's lifespan.
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
 from redis.maint_notifications import MaintNotificationsConfig
+
+from gateway.stores.redis_mux import MuxRedis
 
 if TYPE_CHECKING:
     from limits.aio.strategies import RateLimiter
@@ -49,6 +53,11 @@ def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
         # is replaced.
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
+
+
+def connect_mux(url: str, timeout: float | None = None) -> MuxRedis:
+    """The stores' pipelined connection to `url` (no I/O until first use)."""
+    return MuxRedis(url, timeout or REDIS_SOCKET_TIMEOUT, timeout or REDIS_CONNECT_TIMEOUT)
 
 
 class CacheStore(Protocol):
@@ -87,8 +96,9 @@ class Stores:
     inflight: InFlightStore
     cache: CacheStore
     breaker: StoreBreaker
-    redis: aioredis.Redis | None
+    redis: aioredis.Redis | None  # redis-py: `limits`' storage, the key store
     slot_ttl: float
+    mux: MuxRedis | None = None  # the stores' own calls
     rate_limits: RedisRateLimitStore | None = None  # Redis + moving window: one round trip
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
@@ -109,6 +119,8 @@ class Stores:
 
     async def aclose(self) -> None:
         await self.breaker.aclose()
+        if self.mux is not None:
+            await self.mux.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -148,6 +160,7 @@ def open_stores(settings: Settings) -> Stores:
     # The timeout bounds Redis *and* this process' event-loop lag: under a burst, a reply
     # can sit unread for a few hundred ms, which must not read as an outage.
     client = connect_redis(settings.redis_url, settings.store_timeout)
+    mux = connect_mux(settings.redis_url, settings.store_timeout)
     url = settings.redis_url
     uri = "async+" + url if url.startswith("redis") else "async+redis+" + url  # unix://
     storage = storage_from_string(
@@ -156,18 +169,20 @@ def open_stores(settings: Settings) -> Stores:
         wrap_exceptions=True,
         key_prefix=RATE_LIMIT_PREFIX,
     )
-    inflight = RedisInFlightStore(client, settings.inflight_slot_ttl)
+    inflight = RedisInFlightStore(mux, settings.inflight_slot_ttl)
     moving = settings.rate_limit_strategy == "moving-window"
+    # Only `limits`' calls use redis-py's pool, which raises instead of queueing when
+    # full: bound them. With the moving window none are made, and MuxRedis has no pool.
+    bound = None if moving else min(settings.store_max_in_flight, REDIS_MAX_CONNECTIONS - 16)
     return Stores(
         kind="redis",
         limiter=strategy(storage),
         inflight=inflight,
-        cache=RedisCacheStore(client),
+        cache=RedisCacheStore(mux),
         breaker=StoreBreaker("redis", settings.store_breaker_failures,
-                             settings.store_breaker_cooldown,
-                             min(settings.store_max_in_flight, REDIS_MAX_CONNECTIONS - 16),
-                             probe=client.ping),
+                             settings.store_breaker_cooldown, bound, probe=mux.ping),
         redis=client,
         slot_ttl=settings.inflight_slot_ttl,
-        rate_limits=RedisRateLimitStore(client, inflight) if moving else None,
+        mux=mux,
+        rate_limits=RedisRateLimitStore(mux, inflight) if moving else None,
     )

@@ -3,8 +3,9 @@
 `RedisRateLimitStore.charge` is the one-round-trip path of the moving-window limits: it
 writes the `limits` library's own keys and layout, so `limits` reads the same counters.
 
-The callers wrap each call in the `StoreBreaker`, which maps Redis errors to
-`StoreUnavailable`; nothing here catches them.
+Every store here speaks through `MuxRedis` (one pipelined connection; see redis_mux.py):
+these are the calls on the request path. The callers wrap each call in the
+`StoreBreaker`, which maps Redis errors to `StoreUnavailable`; nothing here catches them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-import redis.asyncio as aioredis
 from limits import RateLimitItem
 from limits.util import WindowStats
+
+from gateway.stores.redis_mux import MuxRedis, MuxScript
 
 CACHE_PREFIX = "gw:cache:"
 INFLIGHT_PREFIX = "gw:inflight:"
@@ -33,18 +35,19 @@ def lua_script(name: str) -> str:
 class RedisCacheStore:
     """Cache entries as plain Redis strings with a TTL (Redis evicts them itself)."""
 
-    def __init__(self, client: aioredis.Redis):
+    def __init__(self, client: MuxRedis):
         self.client = client
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self.client.get(CACHE_PREFIX + key)  # type: ignore[assignment]
-        return value  # decode_responses=False: always bytes
+        value: bytes | None = await self.client.execute("GET", CACHE_PREFIX + key)
+        return value
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        await self.client.set(CACHE_PREFIX + key, value, px=max(1, int(ttl * 1000)))
+        await self.client.execute("SET", CACHE_PREFIX + key, value,
+                                  "PX", max(1, int(ttl * 1000)))
 
     async def delete(self, key: str) -> None:
-        await self.client.delete(CACHE_PREFIX + key)
+        await self.client.execute("DEL", CACHE_PREFIX + key)
 
 
 class RedisInFlightStore:
@@ -54,13 +57,12 @@ class RedisInFlightStore:
     them alive however long a request runs; if the process dies, they expire after `ttl`.
     """
 
-    def __init__(self, client: aioredis.Redis, ttl: float):
+    def __init__(self, client: MuxRedis, ttl: float):
         self.client = client
         self.ttl_ms = int(ttl * 1000)
-        # Registered once: redis-py sends EVALSHA and loads the script on NOSCRIPT.
-        self._acquire: Any = client.register_script(lua_script("acquire_slot"))
-        self._refresh: Any = client.register_script(lua_script("refresh_slots"))
-        self._count: Any = client.register_script(lua_script("count_slots"))
+        self._acquire = MuxScript(client, lua_script("acquire_slot"))
+        self._refresh = MuxScript(client, lua_script("refresh_slots"))
+        self._count = MuxScript(client, lua_script("count_slots"))
         self._prefix = os.urandom(6).hex() + ":"
         self._next = 0
 
@@ -71,20 +73,20 @@ class RedisInFlightStore:
 
     async def acquire(self, key: str, limit: int) -> str | None:
         slot = self.new_slot()
-        taken = await self._acquire(keys=[INFLIGHT_PREFIX + key], args=[limit, self.ttl_ms, slot])
+        taken = await self._acquire([INFLIGHT_PREFIX + key], [limit, self.ttl_ms, slot])
         return slot if taken else None
 
     async def release(self, key: str, slot: str) -> None:
-        await self.client.zrem(INFLIGHT_PREFIX + key, slot)
+        await self.client.execute("ZREM", INFLIGHT_PREFIX + key, slot)
 
     async def count(self, key: str) -> int:
-        return int(await self._count(keys=[INFLIGHT_PREFIX + key]))
+        return int(await self._count([INFLIGHT_PREFIX + key], []))
 
     async def refresh(self, slots: Sequence[tuple[str, str]]) -> None:
         for i in range(0, len(slots), REFRESH_BATCH):
             batch = slots[i:i + REFRESH_BATCH]
-            await self._refresh(keys=[INFLIGHT_PREFIX + k for _, k in batch],
-                                args=[self.ttl_ms, *(s for s, _ in batch)])
+            await self._refresh([INFLIGHT_PREFIX + k for _, k in batch],
+                                [self.ttl_ms, *(s for s, _ in batch)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +112,9 @@ class RedisRateLimitStore:
     its MovingWindowRateLimiter over the same Redis reads what this store wrote.
     """
 
-    def __init__(self, client: aioredis.Redis, inflight: RedisInFlightStore):
+    def __init__(self, client: MuxRedis, inflight: RedisInFlightStore):
         self.inflight = inflight
-        self._charge: Any = client.register_script(lua_script("charge_limits"))
+        self._charge = MuxScript(client, lua_script("charge_limits"))
 
     async def charge(self, checks: Sequence[tuple[RateLimitItem, tuple[str, ...]]],
                      cost: int, cap: tuple[str, int] | None = None) -> Charge:
@@ -127,7 +129,7 @@ class RedisRateLimitStore:
             slot = self.inflight.new_slot()
             keys.append(INFLIGHT_PREFIX + cap[0])
             args += [cap[1], self.inflight.ttl_ms, slot]
-        verdict, seconds, micros, *windows = (await self._charge(keys=keys, args=args)).split()
+        verdict, seconds, micros, *windows = (await self._charge(keys, args)).split()
         now = int(seconds) + int(micros) / 1_000_000
         stats = [
             WindowStats((float(oldest) if int(count) else now) + item.get_expiry(),

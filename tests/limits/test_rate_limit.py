@@ -178,10 +178,10 @@ async def _count(gw: Any, tenant: str) -> int:
     if stores.redis is None:
         return int(await stores.inflight.count(tenant))
     # Count over a fresh connection: the app's client belongs to the server's loop.
-    from gateway.stores import connect_redis
+    from gateway.stores import connect_mux
     from gateway.stores.redis import RedisInFlightStore
 
-    client = connect_redis(gw.app.state.settings.redis_url)
+    client = connect_mux(gw.app.state.settings.redis_url)
     try:
         return await RedisInFlightStore(client, 30).count(tenant)
     finally:

@@ -22,6 +22,7 @@ from gateway.context import Principal, RequestContext
 from gateway.errors import RateLimited
 from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.stores import open_stores
+from gateway.stores.redis_mux import _Link
 from tests.conftest import make_settings
 from tests.limits.conftest import fire, wait_until, write_setup
 
@@ -134,18 +135,25 @@ def redis_time(url: str) -> float:
 
 class RoundTrips:
     """Counts what this process writes to Redis: one send is one round trip (a pipeline is
-    one send too), whichever client sends it (the gateway's or limits' over its pool)."""
+    one send too), whichever client sends it (the stores' MuxRedis, or redis-py's pool
+    that `limits` and the key store use)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.sent: list[bytes] = []
         original = AbstractConnection.send_packed_command
+        mux_send = _Link.send
 
         async def counted(conn: Any, command: Any, check_health: bool = True) -> None:
             packed = command if isinstance(command, bytes) else b"".join(command)
             self.sent.append(packed.split(b"\r\n")[2])  # the command's name
             await original(conn, command, check_health)
 
+        def mux_counted(link: _Link, packed: bytes) -> Any:
+            self.sent.append(packed.split(b"\r\n")[2])
+            return mux_send(link, packed)
+
         monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+        monkeypatch.setattr(_Link, "send", mux_counted)
 
 
 def evalsha_calls(client: redis.Redis) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.stores import connect_redis
+from gateway.stores import connect_mux
 from gateway.stores.redis import RedisInFlightStore
 from tests.conftest import write_routes
 from tests.limits.conftest import TenantKeys, fire, wait_until, write_policies
@@ -54,7 +54,7 @@ class Cluster:
 
     def in_flight(self, tenant: str) -> int:
         async def count() -> int:
-            client = connect_redis(self.redis.url)
+            client = connect_mux(self.redis.url)
             try:
                 return await RedisInFlightStore(client, 30).count(tenant)
             finally:

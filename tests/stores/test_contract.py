@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.stores import connect_redis
+from gateway.stores import connect_mux, connect_redis
 from gateway.stores.memory import MemoryCacheStore, MemoryInFlightStore
 from gateway.stores.redis import RedisCacheStore, RedisInFlightStore
 from tests.processes import RedisServer
@@ -32,11 +32,11 @@ def stores(request: pytest.FixtureRequest, redis_url: str) -> Any:
         if request.param == "memory":
             yield MemoryCacheStore(1 << 20), MemoryInFlightStore()
             return
-        client = connect_redis(redis_url)
+        client = connect_mux(redis_url)
         try:
             yield RedisCacheStore(client), RedisInFlightStore(client, ttl=30)
         finally:
-            await client.flushdb()
+            await client.execute("FLUSHDB")
             await client.aclose()
 
     return open_stores
@@ -101,7 +101,7 @@ def test_concurrent_acquires_never_exceed_the_cap(stores):
 
 def test_redis_slots_expire_unless_refreshed(redis_url):
     async def go() -> None:
-        client = connect_redis(redis_url)
+        client = connect_mux(redis_url)
         store = RedisInFlightStore(client, ttl=0.3)
         try:
             kept, dropped = await store.acquire("k", 5), await store.acquire("k", 5)
@@ -112,7 +112,7 @@ def test_redis_slots_expire_unless_refreshed(redis_url):
             assert await store.count("k") == 1  # the refreshed one lives on
             assert await store.acquire("k", 2) is not None  # expired slots free room
         finally:
-            await client.flushdb()
+            await client.execute("FLUSHDB")
             await client.aclose()
 
     run(go())
@@ -136,9 +136,10 @@ def test_memory_cache_is_an_lru_bounded_in_bytes():
 
 
 
-def test_redis_client_survives_a_restart(redis_server):
-    """Idle pooled connections to a Redis that restarted are replaced, not failed once
-    each (redis-py 8.1 with RESP3 hands them out stale unless told otherwise)."""
+def test_redis_py_client_survives_a_restart(redis_server):
+    """The key store's and `limits`' client: idle pooled connections to a Redis that
+    restarted are replaced, not failed once each (redis-py 8.1 with RESP3 hands them out
+    stale unless told otherwise)."""
     async def go() -> list[object]:
         client = connect_redis(redis_server.url)
         try:

@@ -12,7 +12,7 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from gateway.stores import connect_redis
+from gateway.stores import connect_mux, connect_redis
 from gateway.stores.redis import RedisInFlightStore, RedisRateLimitStore
 
 Check = tuple[RateLimitItem, tuple[str, ...]]
@@ -20,9 +20,10 @@ Check = tuple[RateLimitItem, tuple[str, ...]]
 
 class Harness:
     def __init__(self, url: str):
-        self.client = connect_redis(url)
-        self.inflight = RedisInFlightStore(self.client, ttl=30)
-        self.store = RedisRateLimitStore(self.client, self.inflight)
+        self.client = connect_redis(url)  # `limits`' client, and for reading the keys
+        self.mux = connect_mux(url)
+        self.inflight = RedisInFlightStore(self.mux, ttl=30)
+        self.store = RedisRateLimitStore(self.mux, self.inflight)
         storage = storage_from_string("async+" + url, implementation="redispy",
                                       connection_pool=self.client.connection_pool,
                                       key_prefix="gw:rl")
@@ -40,6 +41,7 @@ def with_store(redis_server: Any, body: Callable[[Harness], Coroutine[Any, Any, 
             await body(h)
         finally:
             await h.client.aclose()
+            await h.mux.aclose()
 
     asyncio.run(go())
 
