@@ -32,7 +32,9 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Waiter = tuple[float, "asyncio.Future[Any]"]  # (deadline, future)
 
@@ -52,6 +54,8 @@ class _Link(asyncio.Protocol):
         self.transport = transport
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
+        if self.closed:  # lost between the caller's check and now: nothing would answer
+            raise RedisConnectionError("connection to Redis lost")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self.waiters.append((time.monotonic() + self.timeout, fut))
@@ -63,16 +67,23 @@ class _Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader, waiters = self.reader, self.waiters
         reader.feed(data)
-        while (reply := reader.gets()) is not False:
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError:
+                self.abort(RedisConnectionError("Redis sent a malformed reply"))
+                return
+            if reply is False:  # hiredis' "no whole reply yet"
+                return
             if not waiters:  # a reply nobody asked for: the stream is not ours to read
-                self._fail(ConnectionError("unexpected reply from Redis"))
+                self.abort(RedisConnectionError("unexpected reply from Redis"))
                 return
             fut = waiters.popleft()[1]
             if not fut.done():  # done: its caller was cancelled; the reply is dropped
                 fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+        self.abort(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
     def _check_deadline(self) -> None:
         self._watch = None
@@ -80,11 +91,11 @@ class _Link(asyncio.Protocol):
             return
         overdue = self.waiters[0][0] - time.monotonic()
         if overdue <= 0:
-            self._fail(TimeoutError("Redis did not answer in time"))
+            self.abort(RedisTimeoutError("Redis did not answer in time"))
             return
         self._watch = asyncio.get_running_loop().call_later(overdue, self._check_deadline)
 
-    def _fail(self, exc: Exception) -> None:
+    def abort(self, exc: Exception) -> None:
         self.closed = True
         if self._watch is not None:
             self._watch.cancel()
@@ -105,7 +116,7 @@ class MuxRedis:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._link: _Link | None = None
-        self._connecting = asyncio.Lock()
+        self._dialing: asyncio.Task[_Link] | None = None
 
     async def execute(self, *args: str | bytes | int | float) -> Any:
         """Send one command and return its reply; a Redis error reply raises
@@ -123,27 +134,38 @@ class MuxRedis:
         await self.execute("PING")
 
     async def _connect(self) -> _Link:
-        async with self._connecting:  # one connect for every caller waiting on it
-            if self._link is not None and not self._link.closed:
-                return self._link
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    link = await self._open()
-                    # Sent before any caller's command, so answered before theirs.
-                    opts = self.options
-                    if opts.get("password"):
-                        user = [opts["username"]] if opts.get("username") else []
-                        await self._handshake(link, "AUTH", *user, opts["password"])
-                    if opts.get("db"):
-                        await self._handshake(link, "SELECT", opts["db"])
-            except OSError as exc:
-                raise ConnectionError(f"cannot connect to Redis: {exc}") from None
-            self._link = link
-            return link
+        """Every caller arriving while a connect is under way shares its outcome, so a
+        Redis that does not answer costs them one connect timeout, not one each."""
+        dialing = self._dialing
+        if dialing is None or dialing.done():
+            dialing = self._dialing = asyncio.get_running_loop().create_task(self._dial())
+            dialing.add_done_callback(_retrieve)
+        return await asyncio.shield(dialing)  # a cancelled caller leaves it to the others
 
-    async def _open(self) -> _Link:
-        loop = asyncio.get_running_loop()
+    async def _dial(self) -> _Link:
         link = _Link(self.timeout)
+        opts = self.options
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._open(link)
+                # Sent before any caller's command, so answered before theirs.
+                if opts.get("password"):
+                    user = [opts["username"]] if opts.get("username") else []
+                    await self._handshake(link, "AUTH", *user, opts["password"])
+                if opts.get("db"):
+                    await self._handshake(link, "SELECT", opts["db"])
+        except BaseException as exc:
+            link.abort(RedisConnectionError("connect failed"))
+            if isinstance(exc, TimeoutError):  # asyncio's (an OSError: test it first)
+                raise RedisTimeoutError("Redis did not answer the connect in time") from None
+            if isinstance(exc, OSError):  # refused, unreachable, TLS
+                raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
+            raise
+        self._link = link
+        return link
+
+    async def _open(self, link: _Link) -> None:
+        loop = asyncio.get_running_loop()
         opts = self.options
         if "path" in opts:
             await loop.create_unix_connection(lambda: link, opts["path"])
@@ -151,19 +173,25 @@ class MuxRedis:
             tls = _tls_context(opts) if opts.get("connection_class") is SSLConnection else None
             await loop.create_connection(lambda: link, opts.get("host", "localhost"),
                                          opts.get("port", 6379), ssl=tls)
-        return link
 
     @staticmethod
     async def _handshake(link: _Link, *args: str | int) -> None:
         reply = await link.send(hiredis.pack_command(args))  # type: ignore[arg-type]
         if isinstance(reply, hiredis.ReplyError):
-            link._fail(ConnectionError(f"Redis refused {args[0]}: {reply}"))
-            raise ConnectionError(f"Redis refused {args[0]}: {reply}")
+            raise RedisConnectionError(f"Redis refused {args[0]}: {reply}")
 
     async def aclose(self) -> None:
+        if self._dialing is not None and not self._dialing.done():
+            self._dialing.cancel()
         if self._link is not None and self._link.transport is not None:
             self._link.transport.close()
         self._link = None
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a connect's failure as seen even if every caller had gone (no warning)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _tls_context(opts: dict[str, Any]) -> ssl.SSLContext:

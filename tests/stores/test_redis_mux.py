@@ -5,6 +5,7 @@ one error and the client comes back by itself, and URLs mean what they mean to r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import random
@@ -134,6 +135,44 @@ def test_nothing_listening_is_a_connection_error_at_once():
 
     error, waited = run(go())
     assert isinstance(error, ConnectionError) and waited < 0.5
+
+
+def test_callers_share_one_connect_to_a_redis_that_never_answers():
+    """A peer that takes connections but never answers (AUTH hangs): twenty callers
+    share one connection attempt and wait one connect timeout together."""
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:  # takes every connection, never reads or answers
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    async def go() -> tuple[list[object], float]:
+        mux = MuxRedis(f"redis://:pw@127.0.0.1:{port}/0", 1.0, 0.3)
+        start = time.monotonic()
+        try:
+            got = await asyncio.gather(*(mux.ping() for _ in range(20)),
+                                       return_exceptions=True)
+        finally:
+            await mux.aclose()
+        return got, time.monotonic() - start
+
+    try:
+        errors, waited = run(go())
+    finally:
+        silent.close()
+        for conn in accepted:
+            conn.close()
+    assert all(isinstance(e, TimeoutError) for e in errors), errors  # redis-py's
+    assert waited < 0.9  # one connect timeout (0.3 s), not twenty in turn
+    assert len(accepted) == 1
 
 
 def test_password_and_database_come_from_the_url(tmp_path):
