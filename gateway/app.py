@@ -51,8 +51,7 @@ def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> lis
         AuthenticatePolicy(auth),
         AuthorizePolicy(),
         RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
-        # Decoded memory-store entries get an eighth of the cache's own budget on top.
-        CachePolicy(stores, settings.cache_max_entry_bytes, settings.cache_max_bytes // 8),
+        CachePolicy(stores, settings.cache_max_entry_bytes),
     ]
 
 

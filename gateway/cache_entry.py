@@ -1,8 +1,10 @@
 """What the response cache stores, and whether an upstream answer may be stored at all.
 
-An entry is one line of JSON metadata (format version, status, headers, when stored)
-then the body bytes. A version other than `ENTRY_VERSION` reads as a miss, so a format
-change never serves a misread entry; bump it whenever the layout changes.
+Stores keep `CachedAnswer`s: the memory store the objects themselves (immutable, so
+every hit can share one), the Redis store their encoding: one line of JSON metadata
+(format version, status, headers, when stored) then the body bytes. A version other
+than `ENTRY_VERSION` reads as a miss, so a format change never serves a misread entry;
+bump it whenever the layout changes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ class CachedAnswer:
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     stored_at: float  # wall clock, shared by replicas: gives the Age header
+
+    @property
+    def size(self) -> int:
+        """Bytes it holds (body and headers), for the memory store's budget."""
+        return len(self.body) + sum(len(k) + len(v) + 4 for k, v in self.headers) + 64
 
     def to_response(self, now: float | None = None) -> ProxyResponse:
         age = max(0, int((now if now is not None else time.time()) - self.stored_at))
@@ -95,5 +102,6 @@ def storable_ttl(response: ProxyResponse, route_ttl: float, max_entry_bytes: int
 
 def answer_for_storage(response: ProxyResponse) -> CachedAnswer:
     assert response.body is not None
-    headers = tuple((k, v) for k, v in response.headers if k not in _NOT_STORED)
-    return CachedAnswer(response.status, headers, response.body, time.time())
+    headers = tuple((bytes(k), bytes(v)) for k, v in response.headers if k not in _NOT_STORED)
+    # bytes() copies only a mutable buffer: what the memory store shares must not change.
+    return CachedAnswer(response.status, headers, bytes(response.body), time.time())

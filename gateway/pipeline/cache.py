@@ -19,14 +19,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from gateway.cache_entry import (
-    CachedAnswer,
-    answer_for_storage,
-    cache_directives,
-    decode_entry,
-    encode_entry,
-    storable_ttl,
-)
+from gateway.cache_entry import CachedAnswer, answer_for_storage, cache_directives, storable_ttl
 from gateway.cache_key import ANONYMOUS_SCOPE, SHARED_SCOPE, body_digest, cache_key
 from gateway.config.runtime import CompiledRoute
 from gateway.context import RequestContext
@@ -54,15 +47,11 @@ class CachePolicy(Policy):
 
     name = "cache"
 
-    def __init__(self, stores: Stores, max_entry_bytes: int, memo_bytes: int):
+    def __init__(self, stores: Stores, max_entry_bytes: int):
         self.store = stores.cache
         self.call = stores.breaker.call
         self.max_entry_bytes = max_entry_bytes
         self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
-        # The memory store hands back the very bytes it holds, so a hit can reuse the
-        # entry decoded on an earlier hit of the same bytes (decoding was a third of a
-        # hit's cost). A Redis read is fresh bytes every time: nothing to reuse.
-        self._decoded = _DecodedEntries(memo_bytes) if stores.kind == "memory" else None
 
     def applies_to(self, route: CompiledRoute) -> bool:
         return route.spec.cache is not None and route.spec.cache.enabled
@@ -84,16 +73,10 @@ class CachePolicy(Policy):
         if "no-cache" in asked or "no-store" in asked:
             return self._status(ctx, BYPASS)
         try:
-            raw = await self.call(lambda: self.store.get(key))
+            entry = await self.call(lambda: self.store.get(key))
         except StoreUnavailable:
             lookup.store = False
             return self._status(ctx, BYPASS)
-        if raw is None:
-            entry = None
-        elif self._decoded is not None:
-            entry = self._decoded.get(key, raw)
-        else:
-            entry = decode_entry(raw)
         if entry is not None:
             self._status(ctx, HIT)
             return entry.to_response()
@@ -124,10 +107,9 @@ class CachePolicy(Policy):
         answer = answer_for_storage(response) if ttl > 0 else None
         await self._land(lookup, answer)
         if answer is not None:
-            entry = encode_entry(answer)
             # A store outage only costs the next request a miss.
             with contextlib.suppress(StoreUnavailable):
-                await self.call(lambda: self.store.set(lookup.key, entry, ttl))
+                await self.call(lambda: self.store.set(lookup.key, answer, ttl))
 
     async def _land(self, lookup: _Lookup, answer: CachedAnswer | None) -> None:
         """Hand the leader's answer (or None) to the requests waiting on it, once."""
@@ -145,35 +127,3 @@ class CachePolicy(Policy):
         ctx.cache_status = status.decode()
         ctx.response_headers.append((b"x-cache", status))
 
-
-class _DecodedEntries:
-    """Decoded cache entries by key, valid only for the exact bytes they came from.
-
-    Memory on top of the store's own budget (GATEWAY_CACHE_MAX_BYTES): at most
-    `max_bytes`, counting an entry twice (its stored bytes, which the memo keeps alive
-    even once the store drops them, and the decoded body's copy); entries larger than a
-    quarter of it are decoded on every hit instead.
-    """
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._entries: dict[str, tuple[bytes, CachedAnswer | None]] = {}
-
-    def get(self, key: str, raw: bytes) -> CachedAnswer | None:
-        found = self._entries.get(key)
-        if found is not None:
-            if found[0] is raw:
-                return found[1]
-            del self._entries[key]
-            self.size -= 2 * len(found[0])
-        entry = decode_entry(raw)
-        cost = 2 * len(raw)
-        if cost > self.max_bytes // 4:
-            return entry
-        if self.size + cost > self.max_bytes:
-            self._entries.clear()  # rare: only when many large entries are hit in turn
-            self.size = 0
-        self._entries[key] = (raw, entry)
-        self.size += cost
-        return entry

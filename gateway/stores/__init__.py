@@ -28,6 +28,7 @@ from gateway.stores.redis_mux import MuxRedis
 if TYPE_CHECKING:
     from limits.aio.strategies import RateLimiter
 
+    from gateway.cache_entry import CachedAnswer
     from gateway.settings import Settings
     from gateway.stores.breaker import StoreBreaker
     from gateway.stores.redis import RedisRateLimitStore
@@ -61,11 +62,11 @@ def connect_mux(url: str, timeout: float | None = None) -> MuxRedis:
 
 
 class CacheStore(Protocol):
-    """Response cache entries: opaque bytes under a key, gone after their TTL."""
+    """Response cache entries: a stored answer under a key, gone after its TTL."""
 
-    async def get(self, key: str) -> bytes | None: ...
+    async def get(self, key: str) -> CachedAnswer | None: ...
 
-    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def set(self, key: str, answer: CachedAnswer, ttl: float) -> None: ...
 
     async def delete(self, key: str) -> None: ...
 

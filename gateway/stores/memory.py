@@ -14,9 +14,14 @@ from collections.abc import Callable, Sequence
 
 from limits.aio.storage import MemoryStorage
 
+from gateway.cache_entry import CachedAnswer
+
 
 class MemoryCacheStore:
-    """An LRU bounded in bytes (keys + values), with a TTL per entry.
+    """An LRU bounded in bytes (keys + `CachedAnswer.size`), with a TTL per entry.
+
+    It keeps the answers themselves: a hit decodes nothing, and every hit of an entry
+    shares the one immutable object.
 
     Expired entries are dropped when read or when they reach the cold end; an entry
     larger than the whole budget is never stored.
@@ -26,29 +31,29 @@ class MemoryCacheStore:
         self.max_bytes = max_bytes
         self.clock = clock
         self.size = 0
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, CachedAnswer]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str) -> CachedAnswer | None:
         found = self._entries.get(key)
         if found is None:
             return None
-        expires, value = found
+        expires, answer = found
         if expires <= self.clock():
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return value
+        return answer
 
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        cost = len(key) + len(value)
+    async def set(self, key: str, answer: CachedAnswer, ttl: float) -> None:
+        cost = len(key) + answer.size
         if cost > self.max_bytes:
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = (self.clock() + ttl, value)
+        self._entries[key] = (self.clock() + ttl, answer)
         self.size += cost
         while self.size > self.max_bytes:
             self._drop(next(iter(self._entries)))
@@ -58,8 +63,8 @@ class MemoryCacheStore:
             self._drop(key)
 
     def _drop(self, key: str) -> None:
-        _, value = self._entries.pop(key)
-        self.size -= len(key) + len(value)
+        _, answer = self._entries.pop(key)
+        self.size -= len(key) + answer.size
 
 
 class MemoryInFlightStore:

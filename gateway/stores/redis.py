@@ -19,6 +19,7 @@ from typing import Any
 from limits import RateLimitItem
 from limits.util import WindowStats
 
+from gateway.cache_entry import CachedAnswer, decode_entry, encode_entry
 from gateway.stores.redis_mux import MuxRedis, MuxScript
 
 CACHE_PREFIX = "gw:cache:"
@@ -33,17 +34,18 @@ def lua_script(name: str) -> str:
 
 
 class RedisCacheStore:
-    """Cache entries as plain Redis strings with a TTL (Redis evicts them itself)."""
+    """Cache entries as plain Redis strings with a TTL (Redis evicts them itself), in the
+    versioned encoding of `cache_entry` (replicas of different releases may share them)."""
 
     def __init__(self, client: MuxRedis):
         self.client = client
 
-    async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self.client.execute("GET", CACHE_PREFIX + key)
-        return value
+    async def get(self, key: str) -> CachedAnswer | None:
+        raw: bytes | None = await self.client.execute("GET", CACHE_PREFIX + key)
+        return decode_entry(raw) if raw is not None else None
 
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        await self.client.execute("SET", CACHE_PREFIX + key, value,
+    async def set(self, key: str, answer: CachedAnswer, ttl: float) -> None:
+        await self.client.execute("SET", CACHE_PREFIX + key, encode_entry(answer),
                                   "PX", max(1, int(ttl * 1000)))
 
     async def delete(self, key: str) -> None:

@@ -144,39 +144,3 @@ def test_streamed_and_oversized_answers_are_not_stored(tmp_path, backend, start_
         codes = [gw.client.get(path, headers=h).headers["x-cache"] for _ in range(2)]
         assert codes == ["MISS", "MISS"], path
     assert [gw.client.get("/c/sse?n=2&gap=0.01", headers=h).status_code] == [200]
-
-
-# -- the decoded-entry memo of the memory store (unit) -----------------------------------
-
-def test_decoded_entries_follow_the_stored_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway import cache_entry
-    from gateway.pipeline import cache as cache_policy
-
-    decoded: list[bytes] = []
-    real = cache_entry.decode_entry
-
-    def counting(raw: bytes) -> Any:
-        decoded.append(raw)
-        return real(raw)
-
-    monkeypatch.setattr(cache_policy, "decode_entry", counting)
-    first = cache_entry.encode_entry(cache_entry.CachedAnswer(200, ((b"a", b"1"),), b"one", 1.0))
-    memo = cache_policy._DecodedEntries(max_bytes=16 * len(first))
-    assert memo.get("k", first) == memo.get("k", first)  # the same bytes: decoded once
-    assert len(decoded) == 1
-    # New bytes under the key (the entry was replaced): decoded again, never the old one.
-    second = cache_entry.encode_entry(cache_entry.CachedAnswer(200, (), b"two", 2.0))
-    answer = memo.get("k", second)
-    assert answer is not None and answer.body == b"two" and len(decoded) == 2
-    # Equal but distinct bytes (as a Redis read gives) are decoded, not trusted.
-    assert memo.get("k", bytes(bytearray(second))) is not None and len(decoded) == 3
-    # Bounded: past max_bytes the memo starts over instead of growing.
-    for i in range(10):
-        memo.get(f"k{i}", bytes(bytearray(first)))
-    assert memo.size <= memo.max_bytes
-    # An entry over a quarter of the budget is decoded on every hit, never kept.
-    big = cache_entry.encode_entry(cache_entry.CachedAnswer(200, (), b"x" * 4 * len(first), 3))
-    before = len(decoded)
-    memo.get("big", big)
-    memo.get("big", big)
-    assert len(decoded) == before + 2 and memo.size <= memo.max_bytes

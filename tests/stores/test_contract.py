@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.cache_entry import CachedAnswer
 from gateway.stores import connect_mux, connect_redis
 from gateway.stores.memory import MemoryCacheStore, MemoryInFlightStore
 from gateway.stores.redis import RedisCacheStore, RedisInFlightStore
@@ -46,14 +47,20 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def answer(body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> CachedAnswer:
+    return CachedAnswer(200, headers, body, 1_700_000_000.5)
+
+
 def test_cache_get_set_delete(stores):
     async def go() -> None:
         async with stores() as (cache, _):
             assert await cache.get("k") is None
-            await cache.set("k", b"v\x00\n1", 30)
-            assert await cache.get("k") == b"v\x00\n1"
-            await cache.set("k", b"v2", 30)
-            assert await cache.get("k") == b"v2"
+            first = CachedAnswer(203, ((b"content-type", b"application/json"),
+                                       (b"x-odd", b"\xff\x00 latin-1")), b"v\x00\n1", 12.25)
+            await cache.set("k", first, 30)
+            assert await cache.get("k") == first  # status, headers, body, time: all kept
+            await cache.set("k", answer(b"v2"), 30)
+            assert await cache.get("k") == answer(b"v2")
             await cache.delete("k")
             assert await cache.get("k") is None
             await cache.delete("never-set")
@@ -64,11 +71,11 @@ def test_cache_get_set_delete(stores):
 def test_cache_entries_expire(stores):
     async def go() -> None:
         async with stores() as (cache, _):
-            await cache.set("short", b"v", 0.1)
-            await cache.set("long", b"v", 30)
+            await cache.set("short", answer(b"v"), 0.1)
+            await cache.set("long", answer(b"v"), 30)
             await asyncio.sleep(0.2)
             assert await cache.get("short") is None
-            assert await cache.get("long") == b"v"
+            assert await cache.get("long") == answer(b"v")
 
     run(go())
 
@@ -118,18 +125,53 @@ def test_redis_slots_expire_unless_refreshed(redis_url):
     run(go())
 
 
+def test_redis_entries_of_another_format_read_as_misses(redis_url):
+    async def go() -> list[object]:
+        client = connect_mux(redis_url)
+        cache = RedisCacheStore(client)
+        try:
+            await cache.set("k", answer(b"body"), 30)
+            stored = await client.execute("GET", "gw:cache:k")
+            assert stored.startswith(b'{"v":1,')  # the documented layout
+            other = stored.replace(b'"v":1', b'"v":99', 1)
+            await client.execute("SET", "gw:cache:other", other)
+            await client.execute("SET", "gw:cache:garbage", b"not an entry")
+            return [await cache.get("k"), await cache.get("other"),
+                    await cache.get("garbage")]
+        finally:
+            await client.execute("FLUSHDB")
+            await client.aclose()
+
+    assert run(go()) == [answer(b"body"), None, None]
+
+
+def test_memory_cache_counts_headers_and_shares_the_stored_answer():
+    async def go() -> None:
+        cache = MemoryCacheStore(max_bytes=1 << 20)
+        plain, with_headers = answer(b"body"), answer(b"body", ((b"h" * 100, b"v" * 100),))
+        assert with_headers.size >= plain.size + 200
+        await cache.set("k", with_headers, 30)
+        assert await cache.get("k") is with_headers  # nothing decoded or copied per hit
+
+    run(go())
+
+
 def test_memory_cache_is_an_lru_bounded_in_bytes():
     async def go() -> None:
-        cache = MemoryCacheStore(max_bytes=30)
-        await cache.set("a", b"x" * 9, 30)  # 10 bytes with its key
-        await cache.set("b", b"x" * 9, 30)
-        await cache.set("c", b"x" * 9, 30)
+        entry = answer(b"x" * 36)
+        cost = 1 + entry.size  # a one-letter key and the answer
+        cache = MemoryCacheStore(max_bytes=3 * cost)
+        await cache.set("a", entry, 30)
+        await cache.set("b", entry, 30)
+        await cache.set("c", entry, 30)
         assert await cache.get("a") is not None  # a is now the most recent
-        await cache.set("d", b"x" * 9, 30)  # evicts b, the least recent
+        await cache.set("d", entry, 30)  # evicts b, the least recent
         assert await cache.get("b") is None
-        assert cache.size <= 30 and len(cache) == 3
-        await cache.set("huge", b"x" * 100, 30)  # larger than the budget: never stored
+        assert cache.size == 3 * cost and len(cache) == 3
+        await cache.set("huge", answer(b"x" * 4 * cost), 30)  # over the budget: never stored
         assert await cache.get("huge") is None and len(cache) == 3
+        await cache.delete("a")
+        assert cache.size == 2 * cost
 
     run(go())
 
