@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     from gateway.auth.admin import UsageError
 
     args = build_parser().parse_args(argv)
@@ -163,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # GATEWAY_* settings: name and reason, never the value
+        for problem in exc.errors():
+            where = "GATEWAY_" + "_".join(str(p) for p in problem["loc"]).upper()
+            reason = problem["msg"].removeprefix("Value error, ")
+            print(f"error: {where + ': ' if problem['loc'] else ''}{reason}", file=sys.stderr)
         return 2
     except (UsageError, ServiceUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

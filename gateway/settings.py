@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     store_breaker_failures: int = Field(3, ge=1, description="consecutive errors that open it")
     store_breaker_cooldown: float = Field(1.0, gt=0, le=300, description="seconds before a probe")
     store_max_in_flight: int = Field(
-        64, ge=1, description="concurrent `limits` calls on redis-py's pool (not moving window)")
+        64, ge=1, description="concurrent store calls (not with moving window)")
     store_timeout: float = Field(1.0, gt=0, le=30, description="seconds per Redis call")
     # A replica's in-flight slots live this long unless refreshed; a crashed one's expire.
     inflight_slot_ttl: float = Field(30.0, ge=1, le=3600)
@@ -130,4 +130,8 @@ class Settings(BaseSettings):
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.redis_url is not None:
+            from gateway.stores.redis_url import connection_options
+
+            connection_options(self.redis_url)  # every option understood, or a ValueError
         return self

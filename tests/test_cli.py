@@ -1,8 +1,14 @@
-"""The `gateway` command as an operator runs it: serve with several workers."""
+"""The `gateway` command as an operator runs it: serve with several workers; a bad
+setting is one clear line."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
+import pytest
 
 from tests.conftest import write_routes
 from tests.processes import GatewayProcess
@@ -25,3 +31,17 @@ def test_serve_with_two_workers_proxies(tmp_path, backend):
         gw.stop()
     log = gw.log_path.read_text()
     assert log.count("gateway_started") == 2, log[-2000:]
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://cache:6379", "GATEWAY_REDIS_URL must start with redis://"),
+    ("redis://:s3cret-pw@cache:6379/0?pool_size=4", "unsupported option(s) pool_size"),
+    ("rediss://:s3cret-pw@cache/0?ssl_cert_reqs=maybe", "ssl_cert_reqs must be none"),
+])
+def test_a_bad_redis_url_is_named_without_a_traceback_or_its_secret(tmp_path, url, says):
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve"], cwd=tmp_path,
+                          env={**os.environ, "GATEWAY_REDIS_URL": url},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert says in done.stderr and "GATEWAY_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr + done.stdout

@@ -172,8 +172,9 @@ def open_stores(settings: Settings) -> Stores:
     )
     inflight = RedisInFlightStore(mux, settings.inflight_slot_ttl)
     moving = settings.rate_limit_strategy == "moving-window"
-    # Only `limits`' calls use redis-py's pool, which raises instead of queueing when
-    # full: bound them. With the moving window none are made, and MuxRedis has no pool.
+    # With the other strategies `limits` calls through redis-py's pool, which raises
+    # instead of queueing when full: the breaker then bounds every store call. With the
+    # moving window no store call uses that pool (MuxRedis has none): nothing to bound.
     bound = None if moving else min(settings.store_max_in_flight, REDIS_MAX_CONNECTIONS - 16)
     return Stores(
         kind="redis",

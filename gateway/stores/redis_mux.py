@@ -16,8 +16,11 @@ the futures in turn (the multiplexer model of StackExchange.Redis and ioredis). 
     TimeoutError (mapped by the `StoreBreaker` like any Redis error), and the next call
     reconnects;
   - a lost connection fails every waiter with ConnectionError, and the next call
-    reconnects.
-Only commands that answer at once belong here (no blocking commands, no MULTI, no
+    reconnects; callers arriving during a connect share that one attempt.
+Every failure reaches callers as a redis-py exception, which the breaker maps. One
+dropped connection fails every call in flight on it, and each counts toward opening the
+breaker (a dead Redis is detected at once). A client belongs to the event loop it first
+connected on. Only commands that answer at once belong here (no blocking commands, no MULTI, no
 pub/sub); redis-py stays the client for the rest.
 """
 
@@ -25,18 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ssl
 import time
 from collections import deque
 from typing import Any
 
 import hiredis
-from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.stores.redis_url import connection_options, is_tls, tls_context
+
 Waiter = tuple[float, "asyncio.Future[Any]"]  # (deadline, future)
+Arg = str | bytes | int | float
 
 
 class _Link(asyncio.Protocol):
@@ -44,6 +48,7 @@ class _Link(asyncio.Protocol):
 
     def __init__(self, timeout: float):
         self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
         self.reader = hiredis.Reader()
         self.waiters: deque[Waiter] = deque()
         self.transport: Any = None  # asyncio's or uvloop's transport
@@ -57,9 +62,11 @@ class _Link(asyncio.Protocol):
         if self.closed:  # lost between the caller's check and now: nothing would answer
             raise RedisConnectionError("connection to Redis lost")
         loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # nothing on this loop would ever read its reply
+            raise RedisConnectionError("Redis client used from another event loop")
         fut: asyncio.Future[Any] = loop.create_future()
+        self.transport.write(packed)  # no reply can be read before the append below
         self.waiters.append((time.monotonic() + self.timeout, fut))
-        self.transport.write(packed)
         if self._watch is None:
             self._watch = loop.call_later(self.timeout, self._check_deadline)
         return fut
@@ -96,36 +103,45 @@ class _Link(asyncio.Protocol):
         self._watch = asyncio.get_running_loop().call_later(overdue, self._check_deadline)
 
     def abort(self, exc: Exception) -> None:
+        """Close at once and fail every waiter with `exc` (idempotent)."""
         self.closed = True
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        if self.transport is not None:
-            self.transport.abort()
-        while self.waiters:
-            fut = self.waiters.popleft()[1]
-            if not fut.done():
-                fut.set_exception(exc)
+        try:
+            while self.waiters:
+                fut = self.waiters.popleft()[1]
+                if not fut.done():
+                    fut.set_exception(exc)
+        finally:
+            if self.transport is not None:
+                self.transport.abort()
 
 
 class MuxRedis:
     """Commands over one shared, pipelined connection to the Redis at `url`."""
 
     def __init__(self, url: str, timeout: float, connect_timeout: float):
-        self.options: dict[str, Any] = dict(parse_url(url))  # redis-py's own URL rules
+        self.options = connection_options(url)  # redis-py's URL rules; see redis_url.py
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._link: _Link | None = None
         self._dialing: asyncio.Task[_Link] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
-    async def execute(self, *args: str | bytes | int | float) -> Any:
+    async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply; a Redis error reply raises
         ResponseError."""
+        try:
+            # hiredis' stub types the tuple as one element; it takes any number.
+            packed = hiredis.pack_command(args)  # type: ignore[arg-type]
+        except (TypeError, UnicodeError) as exc:  # e.g. None, or a lone surrogate
+            raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
         link = self._link
         if link is None or link.closed:
             link = await self._connect()
-        # hiredis' stub types the tuple as one element; it takes any number (C packer).
-        reply = await link.send(hiredis.pack_command(args))  # type: ignore[arg-type]
+        reply = await link.send(packed)
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
         return reply
@@ -136,11 +152,24 @@ class MuxRedis:
     async def _connect(self) -> _Link:
         """Every caller arriving while a connect is under way shares its outcome, so a
         Redis that does not answer costs them one connect timeout, not one each."""
+        if self._closed:
+            raise RedisConnectionError("Redis client closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:  # its link, timers and task live on the other loop
+            raise RedisConnectionError("Redis client used from another event loop")
         dialing = self._dialing
         if dialing is None or dialing.done():
-            dialing = self._dialing = asyncio.get_running_loop().create_task(self._dial())
+            dialing = self._dialing = loop.create_task(self._dial())
             dialing.add_done_callback(_retrieve)
-        return await asyncio.shield(dialing)  # a cancelled caller leaves it to the others
+        try:
+            return await asyncio.shield(dialing)  # a cancelled caller leaves it to others
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if dialing.cancelled() and not (task and task.cancelling()):
+                raise RedisConnectionError("Redis client closed") from None  # by aclose
+            raise
 
     async def _dial(self) -> _Link:
         link = _Link(self.timeout)
@@ -154,6 +183,8 @@ class MuxRedis:
                     await self._handshake(link, "AUTH", *user, opts["password"])
                 if opts.get("db"):
                     await self._handshake(link, "SELECT", opts["db"])
+                if opts.get("client_name"):
+                    await self._handshake(link, "CLIENT", "SETNAME", opts["client_name"])
         except BaseException as exc:
             link.abort(RedisConnectionError("connect failed"))
             if isinstance(exc, TimeoutError):  # asyncio's (an OSError: test it first)
@@ -170,9 +201,9 @@ class MuxRedis:
         if "path" in opts:
             await loop.create_unix_connection(lambda: link, opts["path"])
         else:
-            tls = _tls_context(opts) if opts.get("connection_class") is SSLConnection else None
             await loop.create_connection(lambda: link, opts.get("host", "localhost"),
-                                         opts.get("port", 6379), ssl=tls)
+                                         opts.get("port", 6379),
+                                         ssl=tls_context(opts) if is_tls(opts) else None)
 
     @staticmethod
     async def _handshake(link: _Link, *args: str | int) -> None:
@@ -181,10 +212,14 @@ class MuxRedis:
             raise RedisConnectionError(f"Redis refused {args[0]}: {reply}")
 
     async def aclose(self) -> None:
-        if self._dialing is not None and not self._dialing.done():
-            self._dialing.cancel()
-        if self._link is not None and self._link.transport is not None:
-            self._link.transport.close()
+        """Close the connection; calls in flight fail, later ones raise at once."""
+        self._closed = True
+        dialing, self._dialing = self._dialing, None
+        if dialing is not None and not dialing.done():
+            dialing.cancel()
+            await asyncio.gather(dialing, return_exceptions=True)
+        if self._link is not None:
+            self._link.abort(RedisConnectionError("Redis client closed"))
         self._link = None
 
 
@@ -192,18 +227,6 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a connect's failure as seen even if every caller had gone (no warning)."""
     if not task.cancelled():
         task.exception()
-
-
-def _tls_context(opts: dict[str, Any]) -> ssl.SSLContext:
-    """TLS for rediss:// URLs, from the query options redis-py also reads
-    (ssl_ca_certs, ssl_cert_reqs, ssl_check_hostname)."""
-    context = ssl.create_default_context(cafile=opts.get("ssl_ca_certs"))
-    if opts.get("ssl_check_hostname") is False:
-        context.check_hostname = False
-    if opts.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class MuxScript:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, DataError, ResponseError, TimeoutError
 
 from gateway.stores import connect_redis
-from gateway.stores.redis_mux import MuxRedis, MuxScript
+from gateway.stores.redis_mux import MuxRedis, MuxScript, _Link
 from tests.processes import RedisServer
 from tests.servers import free_port
 
@@ -56,16 +56,19 @@ def test_replies_stay_matched_when_callers_are_cancelled(redis_server):
 
 
 def test_a_stuck_redis_times_out_then_the_client_reconnects(redis_server):
+    """The calls are sent half a deadline after the one that armed the deadline check,
+    so they time out only if the check re-arms itself for them."""
     async def go() -> tuple[list[object], float, bytes]:
-        mux = MuxRedis(redis_server.url, 0.3, 0.3)
+        mux = MuxRedis(redis_server.url, 0.4, 0.4)
         try:
-            await mux.ping()
+            await mux.ping()  # arms the check for 0.4 s from now
+            await asyncio.sleep(0.2)
             assert redis_server.proc is not None
             os.kill(redis_server.proc.pid, signal.SIGSTOP)
             try:
                 start = time.monotonic()
-                stuck = await asyncio.gather(*(mux.execute("ECHO", "x") for _ in range(5)),
-                                             return_exceptions=True)
+                stuck = await asyncio.wait_for(asyncio.gather(
+                    *(mux.execute("ECHO", "x") for _ in range(5)), return_exceptions=True), 3)
                 waited = time.monotonic() - start
             finally:
                 os.kill(redis_server.proc.pid, signal.SIGCONT)
@@ -75,8 +78,140 @@ def test_a_stuck_redis_times_out_then_the_client_reconnects(redis_server):
 
     stuck, waited, back = run(go())
     assert all(isinstance(e, TimeoutError) for e in stuck), stuck
-    assert 0.25 < waited < 1.0  # the deadline, not a hang
+    assert 0.35 < waited < 0.8  # their own deadline, not the first check's, and no hang
     assert back == b"back"
+
+
+def test_calls_in_flight_fail_at_once_when_the_connection_drops(tmp_path):
+    """Redis dies with calls waiting on it: they fail with ConnectionError when the
+    connection closes, not at their deadline, and the client comes back with Redis."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        async def go() -> tuple[list[object], float, bytes]:
+            mux = MuxRedis(server.url, 5.0, 1.0)
+            try:
+                await mux.ping()
+                assert server.proc is not None
+                os.kill(server.proc.pid, signal.SIGSTOP)  # the calls below wait...
+                calls = asyncio.gather(*(mux.execute("ECHO", "x") for _ in range(5)),
+                                       return_exceptions=True)
+                await asyncio.sleep(0.1)
+                start = time.monotonic()
+                server.proc.kill()  # ...until the server is gone
+                failed = await asyncio.wait_for(calls, 3)
+                waited = time.monotonic() - start
+                server.proc.wait()
+                server.start()
+                return failed, waited, await mux.execute("ECHO", "again")
+            finally:
+                await mux.aclose()
+
+        failed, waited, again = run(go())
+    finally:
+        server.stop()
+    assert all(isinstance(e, ConnectionError) for e in failed), failed
+    assert waited < 1.0 and again == b"again"
+
+
+def test_a_caller_cancelled_during_the_connect_leaves_it_to_the_others(tmp_path):
+    server = RedisServer(tmp_path / "redis", "--requirepass", "pw").start()
+    try:
+        async def go() -> list[object]:
+            mux = MuxRedis(f"redis://:pw@127.0.0.1:{server.port}/0", 1.0, 1.0)
+            try:
+                tasks = [asyncio.create_task(mux.execute("ECHO", f"r{i}")) for i in range(5)]
+                await asyncio.sleep(0)  # all five wait on the one connect (and AUTH)
+                tasks[0].cancel()
+                return await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                await mux.aclose()
+
+        results = run(go())
+    finally:
+        server.stop()
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [b"r1", b"r2", b"r3", b"r4"]
+
+
+def test_a_closed_client_fails_its_callers_with_a_redis_error(redis_server):
+    async def go() -> list[object]:
+        mux = MuxRedis(redis_server.url, 1.0, 1.0)
+        dialing = asyncio.create_task(mux.ping())  # closed while it connects
+        await asyncio.sleep(0)
+        await mux.aclose()
+        after = asyncio.create_task(mux.ping())
+        return list(await asyncio.gather(dialing, after, return_exceptions=True))
+
+    during, after = run(go())
+    assert isinstance(during, ConnectionError), during  # not CancelledError: a store error
+    assert isinstance(after, ConnectionError) and "closed" in str(after)
+
+
+def test_a_send_on_a_lost_link_fails_instead_of_waiting():
+    async def go() -> _Link:
+        link = _Link(1.0)
+        link.abort(ConnectionError("gone"))
+        with pytest.raises(ConnectionError):
+            link.send(b"*1\r\n$4\r\nPING\r\n")
+        return link
+
+    assert not run(go()).waiters
+
+
+def test_a_client_is_bound_to_its_event_loop(redis_server):
+    mux = MuxRedis(redis_server.url, 1.0, 1.0)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first.run_until_complete(mux.ping())
+        with pytest.raises(ConnectionError, match="another event loop"):
+            second.run_until_complete(asyncio.wait_for(mux.ping(), 2))  # fails, no hang
+        first.run_until_complete(mux.aclose())
+    finally:
+        first.close()
+        second.close()
+
+
+def test_arguments_redis_cannot_take_are_data_errors(redis_server):
+    async def go() -> object:
+        mux = MuxRedis(redis_server.url, 1.0, 1.0)
+        try:
+            return (await asyncio.gather(mux.execute("SET", "k", None),  # type: ignore[arg-type]
+                                         return_exceptions=True))[0]
+        finally:
+            await mux.aclose()
+
+    assert isinstance(run(go()), DataError)  # a RedisError: the breaker maps it
+
+
+def test_a_malformed_reply_closes_the_connection():
+    """A peer that answers with bytes no Redis would send (a wrong port, say)."""
+    import socket
+    import threading
+
+    peer = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = peer.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                conn.recv(1024)  # until the client closes
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+
+    async def go() -> object:
+        mux = MuxRedis(f"redis://127.0.0.1:{peer.getsockname()[1]}/0", 1.0, 1.0)
+        try:
+            return (await asyncio.gather(mux.ping(), return_exceptions=True))[0]
+        finally:
+            await mux.aclose()
+
+    try:
+        error = run(go())
+    finally:
+        peer.close()
+    assert isinstance(error, ConnectionError) and "malformed" in str(error)
 
 
 def test_the_client_comes_back_after_redis_restarts(redis_server):
@@ -197,26 +332,31 @@ def test_password_and_database_come_from_the_url(tmp_path):
     assert value == b"db3"
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for `name`, an IP address or a DNS name."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        alt = x509.DNSName(name)
     now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
@@ -224,29 +364,85 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_rediss_urls_speak_tls_and_check_the_certificate(tmp_path):
-    cert, key = _self_signed(tmp_path / "tls")
+def _tls_redis(tmp_path: Path, name: str, cert: Path, key: Path, ca: Path,
+               clients: str) -> tuple[RedisServer, int]:
     tls_port = free_port()
-    server = RedisServer(tmp_path / "redis", "--tls-port", str(tls_port),
+    server = RedisServer(tmp_path / name, "--tls-port", str(tls_port),
                          "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+                         "--tls-ca-cert-file", str(ca), "--tls-auth-clients", clients)
     try:
         server.start()
     except RuntimeError:
         pytest.fail("redis-server did not start with TLS options")
-    try:
-        async def go() -> tuple[object, bytes]:
-            base = f"rediss://127.0.0.1:{tls_port}/0"
-            untrusted = MuxRedis(base, 1.0, 1.0)  # the system's CAs don't know this cert
-            failed = (await asyncio.gather(untrusted.ping(), return_exceptions=True))[0]
-            mux = MuxRedis(f"{base}?ssl_ca_certs={cert}", 1.0, 1.0)
-            try:
-                return failed, await mux.execute("ECHO", "over tls")
-            finally:
-                await mux.aclose()
+    return server, tls_port
 
-        failed, reply = run(go())
+
+async def _ping_over(url: str) -> object:
+    mux = MuxRedis(url, 1.0, 1.0)
+    try:
+        return await mux.execute("ECHO", "over tls")
+    except ConnectionError as exc:
+        return exc
+    finally:
+        await mux.aclose()
+
+
+def test_rediss_urls_check_the_server_as_their_options_say(tmp_path):
+    ip_cert, ip_key = _self_signed(tmp_path / "tls", "127.0.0.1")
+    named_cert, named_key = _self_signed(tmp_path / "tls", "cache.internal")
+    by_ip, ip_port = _tls_redis(tmp_path, "by-ip", ip_cert, ip_key, ip_cert, "no")
+    named, named_port = _tls_redis(tmp_path, "named", named_cert, named_key, named_cert, "no")
+    try:
+        async def go() -> list[object]:
+            at_ip, at_named = f"rediss://127.0.0.1:{ip_port}/0", f"rediss://127.0.0.1:{named_port}/0"
+            return [
+                await _ping_over(at_ip),  # the system's CAs don't know this certificate
+                await _ping_over(f"{at_ip}?ssl_ca_certs={ip_cert}"),
+                await _ping_over(f"{at_named}?ssl_ca_certs={named_cert}"),  # wrong name
+                await _ping_over(f"{at_named}?ssl_ca_certs={named_cert}"
+                                 "&ssl_check_hostname=false"),
+                await _ping_over(f"{at_named}?ssl_cert_reqs=none"),  # no checks at all
+            ]
+
+        untrusted, trusted, misnamed, unchecked_name, unchecked = run(go())
+    finally:
+        by_ip.stop()
+        named.stop()
+    assert isinstance(untrusted, ConnectionError) and "CERTIFICATE_VERIFY_FAILED" in str(untrusted)
+    assert trusted == b"over tls"
+    assert isinstance(misnamed, ConnectionError) and "mismatch" in str(misnamed)
+    assert unchecked_name == b"over tls" and unchecked == b"over tls"
+
+
+def test_rediss_urls_present_a_client_certificate(tmp_path):
+    server_cert, server_key = _self_signed(tmp_path / "tls", "127.0.0.1")
+    client_cert, client_key = _self_signed(tmp_path / "client", "gateway-client")
+    server, port = _tls_redis(tmp_path, "mtls", server_cert, server_key, client_cert, "yes")
+    try:
+        async def go() -> list[object]:
+            url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={server_cert}"
+            return [await _ping_over(url),
+                    await _ping_over(f"{url}&ssl_certfile={client_cert}"
+                                     f"&ssl_keyfile={client_key}")]
+
+        anonymous, identified = run(go())
     finally:
         server.stop()
-    assert isinstance(failed, ConnectionError) and "CERTIFICATE_VERIFY_FAILED" in str(failed)
-    assert reply == b"over tls"
+    assert isinstance(anonymous, ConnectionError)
+    assert identified == b"over tls"
+
+
+def test_url_options_are_applied_or_refused(redis_server):
+    from gateway.stores.redis_url import connection_options
+
+    with pytest.raises(ValueError, match="unsupported option"):
+        connection_options(redis_server.url + "?retry_policy=none")
+
+    async def go() -> bytes:
+        mux = MuxRedis(redis_server.url + "?client_name=gateway-7&socket_timeout=9", 1.0, 1.0)
+        try:
+            return bytes(await mux.execute("CLIENT", "GETNAME"))
+        finally:
+            await mux.aclose()
+
+    assert run(go()) == b"gateway-7"
