@@ -17,6 +17,7 @@ import orjson
 from gateway.proxy_response import ProxyResponse
 
 ENTRY_VERSION = 1
+HEADER_OVERHEAD, ENTRY_OVERHEAD = 130, 450  # bytes of CPython objects, measured
 # Never stored: set per answer by the gateway, or meaningless once replayed.
 _NOT_STORED = frozenset({b"age", b"x-cache", b"set-cookie", b"x-request-id"})
 
@@ -32,8 +33,11 @@ class CachedAnswer:
 
     @property
     def size(self) -> int:
-        """Bytes it holds (body and headers), for the memory store's budget."""
-        return len(self.body) + sum(len(k) + len(v) + 4 for k, v in self.headers) + 64
+        """Bytes it takes in the memory store, Python's object overheads included (a
+        header's tuple and two bytes objects, the entry's own objects and LRU slot;
+        tests/stores/test_contract.py checks the estimate against tracemalloc)."""
+        return (len(self.body) + ENTRY_OVERHEAD
+                + sum(len(k) + len(v) + HEADER_OVERHEAD for k, v in self.headers))
 
     def to_response(self, now: float | None = None) -> ProxyResponse:
         age = max(0, int((now if now is not None else time.time()) - self.stored_at))

@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from gateway.auth.admin import UsageError
 
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a GATEWAY_* value that is not even JSON
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:  # GATEWAY_* settings: name and reason, never the value

@@ -37,6 +37,9 @@ def test_serve_with_two_workers_proxies(tmp_path, backend):
     ("http://cache:6379", "GATEWAY_REDIS_URL must start with redis://"),
     ("redis://:s3cret-pw@cache:6379/0?pool_size=4", "unsupported option(s) pool_size"),
     ("rediss://:s3cret-pw@cache/0?ssl_cert_reqs=maybe", "ssl_cert_reqs must be none"),
+    ("redis://:s3cret#pw@cache:6379/0", "not a valid Redis URL"),  # '#' not encoded
+    ("redis://:s3cret-pw@cache/0?max_connections=8", "max_connections is set by the gateway"),
+    ("rediss://:s3cret-pw@cache/0?ssl_min_version=5", "ssl_min_version must be a TLS"),
 ])
 def test_a_bad_redis_url_is_named_without_a_traceback_or_its_secret(tmp_path, url, says):
     done = subprocess.run([sys.executable, "-m", "gateway", "serve"], cwd=tmp_path,

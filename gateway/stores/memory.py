@@ -48,11 +48,11 @@ class MemoryCacheStore:
         return answer
 
     async def set(self, key: str, answer: CachedAnswer, ttl: float) -> None:
+        if key in self._entries:  # replaced, even by an answer too large to keep
+            self._drop(key)
         cost = len(key) + answer.size
         if cost > self.max_bytes:
             return
-        if key in self._entries:
-            self._drop(key)
         self._entries[key] = (self.clock() + ttl, answer)
         self.size += cost
         while self.size > self.max_bytes:

@@ -189,9 +189,11 @@ class MuxRedis:
             link.abort(RedisConnectionError("connect failed"))
             if isinstance(exc, TimeoutError):  # asyncio's (an OSError: test it first)
                 raise RedisTimeoutError("Redis did not answer the connect in time") from None
-            if isinstance(exc, OSError):  # refused, unreachable, TLS
-                raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
-            raise
+            if isinstance(exc, RedisConnectionError | asyncio.CancelledError):
+                raise
+            # Refused, unreachable, TLS, a certificate file that cannot be read: always
+            # a Redis error, so the breaker maps it and no request sees a 500.
+            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
         self._link = link
         return link
 

@@ -145,6 +145,46 @@ def test_redis_entries_of_another_format_read_as_misses(redis_url):
     assert run(go()) == [answer(b"body"), None, None]
 
 
+def test_memory_cache_size_follows_replacements_expiry_and_real_memory():
+    import tracemalloc
+
+    async def go() -> tuple[int, int, list[int]]:
+        now = [0.0]
+        cache = MemoryCacheStore(max_bytes=1 << 30, clock=lambda: now[0])
+        sizes = []
+        small, large = answer(b"s" * 10), answer(b"l" * 1000)
+        await cache.set("k", small, 30)
+        await cache.set("k", large, 30)  # replaced: counted once, at its new size
+        sizes.append(cache.size - (1 + large.size))
+        await cache.set("gone", small, 5)
+        now[0] = 10.0
+        assert await cache.get("gone") is None  # expired: dropped and uncounted
+        sizes.append(cache.size - (1 + large.size))
+        tight = MemoryCacheStore(max_bytes=1 + small.size)
+        await tight.set("k", small, 30)
+        await tight.set("k", large, 30)  # too large to keep: the old answer goes too
+        assert await tight.get("k") is None
+        sizes.append(tight.size)
+        # The budget is real memory: entries of typical shape, counted vs allocated.
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            big = MemoryCacheStore(max_bytes=1 << 30)
+            for i in range(2000):
+                headers = tuple((f"x-header-{j}".encode(), f"value-{i}-{j}".encode())
+                                for j in range(8))
+                await big.set(f"c1:tenant:route:{i:064x}",
+                              CachedAnswer(200, headers, b"x" * 200 + str(i).encode(), 1.0), 30)
+            allocated = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        return big.size, allocated, sizes
+
+    counted, allocated, sizes = run(go())
+    assert sizes == [0, 0, 0]
+    assert 0.85 < counted / allocated < 1.3, (counted, allocated)
+
+
 def test_memory_cache_counts_headers_and_shares_the_stored_answer():
     async def go() -> None:
         cache = MemoryCacheStore(max_bytes=1 << 20)

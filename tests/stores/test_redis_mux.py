@@ -437,12 +437,18 @@ def test_url_options_are_applied_or_refused(redis_server):
 
     with pytest.raises(ValueError, match="unsupported option"):
         connection_options(redis_server.url + "?retry_policy=none")
+    with pytest.raises(ValueError, match="set by the gateway"):
+        connection_options(redis_server.url + "?socket_timeout=9")
 
     async def go() -> bytes:
-        mux = MuxRedis(redis_server.url + "?client_name=gateway-7&socket_timeout=9", 1.0, 1.0)
+        url = redis_server.url + "?client_name=gateway-7&health_check_interval=5"
+        mux = MuxRedis(url, 1.0, 1.0)
         try:
             return bytes(await mux.execute("CLIENT", "GETNAME"))
         finally:
             await mux.aclose()
 
     assert run(go()) == b"gateway-7"
+    # A certificate that cannot be loaded is a connection error (the breaker's), not a 500.
+    failed = run(_ping_over(f"rediss://127.0.0.1:{free_port()}/0?ssl_certfile=/no/such.pem"))
+    assert isinstance(failed, ConnectionError)
