@@ -33,12 +33,14 @@ from collections import deque
 from typing import Any
 
 import hiredis
+import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.stores.redis_url import connection_options, is_tls, tls_context
 
+log = structlog.get_logger("gateway.stores")
 Waiter = tuple[float, "asyncio.Future[Any]"]  # (deadline, future)
 Arg = str | bytes | int | float
 
@@ -53,6 +55,7 @@ class _Link(asyncio.Protocol):
         self.waiters: deque[Waiter] = deque()
         self.transport: Any = None  # asyncio's or uvloop's transport
         self.closed = False
+        self.ready = False  # connected and through the handshake
         self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,8 +105,11 @@ class _Link(asyncio.Protocol):
             return
         self._watch = asyncio.get_running_loop().call_later(overdue, self._check_deadline)
 
-    def abort(self, exc: Exception) -> None:
-        """Close at once and fail every waiter with `exc` (idempotent)."""
+    def abort(self, exc: Exception, expected: bool = False) -> None:
+        """Close at once and fail every waiter with `exc` (idempotent). An established
+        connection lost unexpectedly is logged once (the breaker logs outages)."""
+        if not self.closed and self.ready and not expected:
+            log.warning("redis_connection_lost", reason=str(exc), in_flight=len(self.waiters))
         self.closed = True
         if self._watch is not None:
             self._watch.cancel()
@@ -194,6 +200,7 @@ class MuxRedis:
             # Refused, unreachable, TLS, a certificate file that cannot be read: always
             # a Redis error, so the breaker maps it and no request sees a 500.
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from None
+        link.ready = True
         self._link = link
         return link
 
@@ -221,7 +228,7 @@ class MuxRedis:
             dialing.cancel()
             await asyncio.gather(dialing, return_exceptions=True)
         if self._link is not None:
-            self._link.abort(RedisConnectionError("Redis client closed"))
+            self._link.abort(RedisConnectionError("Redis client closed"), expected=True)
         self._link = None
 
 

@@ -215,21 +215,28 @@ def test_a_malformed_reply_closes_the_connection():
 
 
 def test_the_client_comes_back_after_redis_restarts(redis_server):
+    """...and says once that it lost the connection (not on every failed reconnect, not
+    when closed on purpose)."""
+    from structlog.testing import capture_logs
+
     async def go() -> list[object]:
         mux = MuxRedis(redis_server.url, 0.5, 0.5)
         try:
             await mux.execute("SET", "k", "v")
             redis_server.stop()
             await asyncio.sleep(0.2)
-            down = await asyncio.gather(mux.ping(), return_exceptions=True)
+            down = [*await asyncio.gather(mux.ping(), return_exceptions=True),
+                    *await asyncio.gather(mux.ping(), return_exceptions=True)]
             redis_server.start()
             return [*down, await mux.execute("ECHO", "up")]
         finally:
             await mux.aclose()
 
-    down, up = run(go())
-    assert isinstance(down, ConnectionError)
+    with capture_logs() as logs:
+        *down, up = run(go())
+    assert all(isinstance(e, ConnectionError) for e in down) and len(down) == 2
     assert up == b"up"
+    assert [e["event"] for e in logs] == ["redis_connection_lost"]
 
 
 def test_error_replies_raise_and_the_connection_goes_on(redis_server):
