@@ -109,7 +109,9 @@ class _Link(asyncio.Protocol):
         """Close at once and fail every waiter with `exc` (idempotent). An established
         connection lost unexpectedly is logged once (the breaker logs outages)."""
         if not self.closed and self.ready and not expected:
-            log.warning("redis_connection_lost", reason=str(exc), in_flight=len(self.waiters))
+            # An idle connection closed by the server (its `timeout`) costs nobody a call.
+            report = log.warning if self.waiters else log.info
+            report("redis_connection_lost", reason=str(exc), in_flight=len(self.waiters))
         self.closed = True
         if self._watch is not None:
             self._watch.cancel()
