@@ -20,8 +20,8 @@ the futures in turn (the multiplexer model of StackExchange.Redis and ioredis). 
 Every failure reaches callers as a redis-py exception, which the breaker maps. One
 dropped connection fails every call in flight on it, and each counts toward opening the
 breaker (a dead Redis is detected at once). A client belongs to the event loop it first
-connected on. Only commands that answer at once belong here (no blocking commands, no MULTI, no
-pub/sub); redis-py stays the client for the rest.
+connected on. Only commands that answer at once belong here (no blocking commands, no
+MULTI, no pub/sub); redis-py stays the client for the rest.
 """
 
 from __future__ import annotations
