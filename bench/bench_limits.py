@@ -6,6 +6,8 @@ Cases, one gateway worker pinned to its core, wrk and the fake upstream on the o
   - c=1: no limits vs rate limiting on memory vs on Redis (target: Redis adds <= 0.5 ms p50),
          then the same with an in-flight cap too (taken in the same Redis call; releasing
          it is one more, after the answer)
+  - c=1, then Redis is stopped: the same with the store down (fail-open, breaker open);
+         requests during an outage must not get slower by more than a few milliseconds
   - c=64: proxied miss (route without cache) vs memory cache hit (target: hit >= 2x faster)
 Each gateway runs its cases alternately, `--rounds` times; the medians are compared.
 Rows also show the gateway process's CPU time per request (all its threads): a worker
@@ -77,6 +79,8 @@ def gateway(up_port: int, redis_url: str | None
            "GATEWAY_LOG_FORMAT": "json", "GATEWAY_ACCESS_LOG": "false"}
     if redis_url:
         env["GATEWAY_REDIS_URL"] = redis_url
+        # The outage case runs longer than the default staleness of the key snapshot.
+        env["GATEWAY_KEY_STORE_MAX_STALENESS"] = "3600"
     # Keys first, through the real CLI and store: the gateway loads them at startup.
     auth = {}
     for tenant in ("limited", "capped", "free"):
@@ -134,6 +138,18 @@ def main() -> None:
                     for key, name, path, conns, tenant in cases:
                         runs.setdefault(key, []).append(
                             run(name, base + path, conns, s, auth[tenant], gw.pid))
+                if store == "redis":  # then Redis dies: fail-open, the breaker open
+                    stop(redis)
+                    time.sleep(0.5)
+                    run("warm-up, Redis down", base + "/v1/plain", 1, 1, auth["limited"],
+                        gw.pid)  # the first calls fail and open the breaker
+                    for _ in range(rounds):
+                        for key, name, tenant in (("down/off", "no limits, Redis down",
+                                                   "free"),
+                                                  ("down", "rate limited, Redis down",
+                                                   "limited")):
+                            runs.setdefault(key, []).append(
+                                run(name, base + "/v1/plain", 1, s, auth[tenant], gw.pid))
             finally:
                 stop(gw)
     finally:
@@ -148,6 +164,11 @@ def main() -> None:
             added = median(case, "p50_ms") - median(f"off/{store}", "p50_ms")
             print(f"{case}: adds {added:.3f} ms p50 at c=1 "
                   f"(target for rate limiting on redis: <= 0.5 ms)")
+    down = median("down", "p50_ms") - median("down/off", "p50_ms")
+    normal = median("redis", "p50_ms") - median("off/redis", "p50_ms")
+    errors = sum(r.errors for r in runs["down"])
+    print(f"redis down (fail-open): rate-limited requests add {down:.3f} ms p50 at c=1 "
+          f"over no limits, against {normal:.3f} ms with Redis up; {errors} errors")
     ratio = median("hit", "rps") / median("miss", "rps")
     faster = median("miss", "p50_ms") / median("hit", "p50_ms")
     cheaper = median("miss", "cpu_us") / median("hit", "cpu_us")
