@@ -172,9 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValidationError as exc:  # GATEWAY_* settings: name and reason, never the value
         for problem in exc.errors():
-            where = "GATEWAY_" + "_".join(str(p) for p in problem["loc"]).upper()
             reason = problem["msg"].removeprefix("Value error, ")
-            print(f"error: {where + ': ' if problem['loc'] else ''}{reason}", file=sys.stderr)
+            loc = problem["loc"]
+            if loc:  # the variable, then the place inside its JSON value: VAR[0].field
+                inside = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+                reason = f"GATEWAY_{str(loc[0]).upper()}{inside}: {reason}"
+            print(f"error: {reason}", file=sys.stderr)
         return 2
     except (UsageError, ServiceUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -48,3 +48,11 @@ def test_a_bad_redis_url_is_named_without_a_traceback_or_its_secret(tmp_path, ur
     assert done.returncode == 2
     assert says in done.stderr and "GATEWAY_REDIS_URL" in done.stderr
     assert "Traceback" not in done.stderr and "s3cret" not in done.stderr + done.stdout
+
+
+def test_a_bad_setting_inside_a_json_value_names_its_place(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gateway", "check"], cwd=tmp_path,
+                          env={**os.environ, "GATEWAY_EXTERNAL_ISSUERS": '[{"issuer": 5}]'},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "GATEWAY_EXTERNAL_ISSUERS[0].issuer: Input should be a valid string" in done.stderr
