@@ -8,7 +8,8 @@ the `limits` library (the strategies other than moving window) and the key store
 errors are mapped to gateway errors by `StoreBreaker.call`, never above.
 
 `open_stores(settings)` picks the implementations: memory when `GATEWAY_REDIS_URL` is
-unset, Redis otherwise. It does no I/O; `Stores.start()` runs in the app's lifespan.
+unset, Redis otherwise. It does no I/O (both Redis clients connect on first use); the
+app's lifespan runs `Stores.refresh_forever` and `Stores.aclose`.
 On Redis with the moving-window strategy, `rate_limits` charges a request's limits and
 in-flight slot in one script call; elsewhere the policy composes `limiter` and `inflight`.
 """
