@@ -4,8 +4,9 @@
                  stored entry → HIT (the pipeline stops, the upstream is not called);
                  an identical request already on its way upstream → wait for its answer;
                  else MISS, and this request leads: the ones that arrive meanwhile wait.
-    on_response  store a storable answer (see `cache_entry.storable_ttl`) and hand it to
-                 the waiting requests; an unstorable one releases them to go upstream.
+    on_response  hand a storable answer (see `cache_entry.storable_ttl`) to the waiting
+                 requests, then store it; identical misses arriving until the write has
+                 landed take it too. An unstorable one releases them to go upstream.
 
 Coalescing is per process (a dict of futures keyed by cache key): across N replicas, up
 to N identical misses reach the upstream, one per replica, then all hit the shared
@@ -89,11 +90,14 @@ class CachePolicy(Policy):
             self.flights[lookup.key] = lookup.flight = flight
             ctx.cleanups.append(lambda: self._land(lookup, None))  # however the leader ends
             return self._status(ctx, MISS)
-        budget = ctx.route.total_timeout * (1 + ctx.route.retry.attempts) + 1.0
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(leader), budget)
-        except TimeoutError:
-            answer = None
+        if leader.done():  # answered, its entry being written: take the answer
+            answer = leader.result()
+        else:
+            budget = ctx.route.total_timeout * (1 + ctx.route.retry.attempts) + 1.0
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(leader), budget)
+            except TimeoutError:
+                answer = None
         if answer is None:  # the leader failed or its answer may not be shared: go alone
             return self._status(ctx, MISS)
         self._status(ctx, HIT)
@@ -105,14 +109,26 @@ class CachePolicy(Policy):
             return
         ttl = storable_ttl(response, lookup.ttl, self.max_entry_bytes) if lookup.store else 0.0
         answer = answer_for_storage(response) if ttl > 0 else None
-        await self._land(lookup, answer)
-        if answer is not None:
+        if answer is None:
+            await self._land(lookup, None)
+            return
+        # The waiting requests get the answer now, but the flight stays findable until
+        # the entry is written: a lookup sent before the write may still miss, and must
+        # then join this flight rather than go upstream. (Replies on the store's one
+        # connection come in order, so such a miss is seen before the write completes.)
+        flight = lookup.flight
+        if flight is not None and not flight.done():
+            flight.set_result(answer)
+        try:
             # A store outage only costs the next request a miss.
             with contextlib.suppress(StoreUnavailable):
                 await self.call(lambda: self.store.set(lookup.key, answer, ttl))
+        finally:
+            await self._land(lookup, answer)
 
     async def _land(self, lookup: _Lookup, answer: CachedAnswer | None) -> None:
-        """Hand the leader's answer (or None) to the requests waiting on it, once."""
+        """Hand the leader's answer (or None) to the requests waiting on it, once, and
+        stop new identical misses from joining."""
         flight = lookup.flight
         if flight is None:
             return
