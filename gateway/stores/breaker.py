@@ -5,7 +5,11 @@
 
 While open, every store call fails at once with `StoreUnavailable`, so a dead Redis costs
 requests nothing but a function call; the policies then fail open or closed as the
-operator chose. No request ever waits on the probe: it runs as a background task.
+operator chose. No request ever waits on the probe: it runs as a background task, which
+the breaker starts itself once per cool-down while open, traffic or not. So a replica
+that an orchestrator withholds traffic from (because /readyz said not ready) recovers,
+and the first request after the store is back is limited again. A readiness check that
+finds the cool-down over probes at once and answers with the probe's verdict.
 
 The breaker is also where store errors become gateway errors (redis-py's, `limits`'
 `StorageError`, socket errors), and where concurrent Redis calls are bounded below the
@@ -50,6 +54,7 @@ class StoreBreaker:
         self._opened_at: float | None = None  # start of the current outage
         self._retry_at = 0.0
         self._probing: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None  # probes while open, see above
         self._degraded_before = 0.0  # seconds of outages that have ended
         self.last_error = ""
 
@@ -86,7 +91,13 @@ class StoreBreaker:
     async def check(self) -> tuple[bool, str]:
         """A readiness check: not ready while open; otherwise one PING through the breaker."""
         if self._opened_at is not None:
-            return False, f"breaker open: {self.last_error}"
+            self._maybe_probe()
+            probing = self._probing
+            if probing is not None and not probing.done():
+                await asyncio.wait([probing])  # bounded by the store's own timeouts
+            if self._opened_at is not None:
+                return False, f"breaker open: {self.last_error}"
+            return True, "ok"
         if self.probe is not None:
             try:
                 await self.call(self.probe)
@@ -102,6 +113,8 @@ class StoreBreaker:
             self._retry_at = self._opened_at + self.cooldown
             log.warning("store_breaker_open", store=self.name, error=self.last_error,
                         cooldown=self.cooldown)
+            if self.probe is not None and (self._recovery is None or self._recovery.done()):
+                self._recovery = asyncio.get_running_loop().create_task(self._recover())
 
     def _close(self) -> None:
         if self._opened_at is not None:
@@ -120,6 +133,15 @@ class StoreBreaker:
         self._retry_at = self.clock() + self.cooldown
         self._probing = asyncio.get_running_loop().create_task(self._probe_once())
 
+    async def _recover(self) -> None:
+        """While open: wait out each cool-down, then probe (or join a probe under way)."""
+        while self._opened_at is not None:
+            await asyncio.sleep(max(0.0, self._retry_at - self.clock()))
+            self._maybe_probe()
+            probing = self._probing
+            if probing is not None and not probing.done():
+                await asyncio.wait([probing])
+
     async def _probe_once(self) -> None:
         assert self.probe is not None
         try:
@@ -135,6 +157,7 @@ class StoreBreaker:
         self._close()
 
     async def aclose(self) -> None:
-        if self._probing is not None:
-            self._probing.cancel()
-            await asyncio.gather(self._probing, return_exceptions=True)
+        tasks = [t for t in (self._recovery, self._probing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

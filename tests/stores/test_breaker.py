@@ -81,3 +81,35 @@ def test_a_success_resets_the_failure_count():
         assert not b.degraded
 
     asyncio.run(go())
+
+
+def test_recovers_without_any_call_once_the_store_answers():
+    """No traffic at all after the outage: the breaker probes on its own each cool-down."""
+    async def go() -> None:
+        up = {"ok": False}
+        probes = {"n": 0}
+
+        async def op() -> None:
+            if not up["ok"]:
+                raise RedisConnectionError("refused")
+
+        async def probe() -> None:
+            probes["n"] += 1
+            await op()
+
+        b = StoreBreaker("redis", failures=1, cooldown=0.05, max_in_flight=None, probe=probe)
+        with pytest.raises(StoreUnavailable):
+            await b.call(op)
+        assert b.degraded
+        await asyncio.sleep(0.2)
+        assert b.degraded and probes["n"] >= 2  # one failed probe per cool-down
+        up["ok"] = True
+        for _ in range(100):
+            if not b.degraded:
+                break
+            await asyncio.sleep(0.01)
+        assert not b.degraded
+        assert await b.check() == (True, "ok")
+        await b.aclose()
+
+    asyncio.run(go())
