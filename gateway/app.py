@@ -1,5 +1,9 @@
-"""`create_app(settings)`: the one place that builds clients, stores, middleware, routes
-and error handlers, and decides the order they run in."""
+"""`create_app(settings)`: the one place that builds clients, stores, middleware, the
+gateway's endpoints and the policy list, and decides the order they run in.
+
+    RequestIdMiddleware → AccessLogMiddleware → GatewayDispatch → endpoint | ProxyEndpoint
+Every answer, error or not, passes the same stack; every error is rendered by
+`gateway.errors.send_problem`."""
 
 from __future__ import annotations
 
@@ -11,23 +15,18 @@ from typing import Any
 
 import httpx
 import structlog
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Router
+from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
-from gateway.auth.oauth import OAuthEndpoints
+from gateway.auth.oauth import JWKS_PATH, METADATA_PATH, TOKEN_PATH, OAuthEndpoints
 from gateway.auth.service import AuthService
 from gateway.config import load_config
 from gateway.config.reload import ConfigReloader
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
-from gateway.errors import GatewayError, problem_response
-from gateway.health import ReadinessCheck, healthz, readyz
+from gateway.endpoints import Endpoint, GatewayDispatch
+from gateway.health import Readiness, ReadinessCheck, healthz
 from gateway.logging import flush_logs
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, StateSources
 from gateway.metrics_multiproc import forget_dead_workers, worker_exiting
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
 from gateway.pipeline import Policy
@@ -38,6 +37,7 @@ from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
 from gateway.stores import Stores, open_stores
+from gateway.transport import ReqwestTransport
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
@@ -64,54 +64,31 @@ async def _flush_logs_periodically(interval: float = 0.2) -> None:
         flush_logs()
 
 
-def _request_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
+class GatewayApp:
+    """The ASGI app: the one middleware stack over `GatewayDispatch` for HTTP, the
+    lifespan for start-up and shutdown. Its attributes are the services `create_app`
+    built, typed, for the lifespan and for tests to read."""
 
-
-async def _on_gateway_error(request: Request, exc: Exception) -> Response:
-    return problem_response(exc, _request_id(request))
-
-
-async def _on_http_exception(request: Request, exc: Exception) -> Response:
-    return problem_response(exc, _request_id(request))
-
-
-async def _on_unhandled(request: Request, exc: Exception) -> Response:
-    # Runs outside the request-id middleware, so it adds the header itself.
-    log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
-    response = problem_response(exc, _request_id(request))
-    response.headers["X-Request-ID"] = _request_id(request)
-    return response
-
-
-class GatewayApp(Starlette):
-    """Starlette for the control endpoints; proxied paths skip its router.
-
-    Every path the control routes do not claim goes straight to the proxy's own stack
-    (request id, access log, proxy), which renders its own problem answers: Starlette's
-    error middleware and router would only add cost to each proxied request.
-    """
-
-    def __init__(self, *, proxy_stack: ASGIApp, control_routes: list[Route], **kw: Any):
-        super().__init__(**kw)
-        self.proxy_stack = proxy_stack
-        self.control_paths = frozenset(r.path for r in control_routes if "{" not in r.path)
-        self.control_prefixes = tuple(r.path.split("{")[0] for r in control_routes
-                                      if "{" in r.path)
+    def __init__(self, *, stack: ASGIApp, lifespan: Lifespan[Any], settings: Settings,
+                 holder: ConfigHolder, reloader: ConfigReloader, target_health: TargetHealth,
+                 metrics: GatewayMetrics, stores: Stores, auth: AuthService,
+                 upstream: UpstreamClient):
+        self.stack = stack
+        self._lifespan = Router(lifespan=lifespan)
+        self.settings, self.holder, self.reloader = settings, holder, reloader
+        self.target_health, self.metrics, self.stores = target_health, metrics, stores
+        self.auth, self.upstream = auth, upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
-            if path not in self.control_paths and not (
-                self.control_prefixes and path.startswith(self.control_prefixes)
-            ):
-                scope["app"] = self
-                await self.proxy_stack(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+            await self.stack(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan.lifespan(scope, receive, send)
+        else:  # websocket: nothing here speaks it
+            await send({"type": "websocket.close", "code": 1003})
 
 
-def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starlette:
+def create_app(settings: Settings, config: RuntimeConfig | None = None) -> GatewayApp:
     """Build the gateway app. Raises ConfigError at once if the config does not load."""
     if config is None:
         config = load_config(settings.routes_file, settings.policies_dir)
@@ -119,9 +96,13 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
     health = TargetHealth()
     stores = open_stores(settings)  # memory, or Redis when GATEWAY_REDIS_URL is set
     auth = AuthService(settings)  # loads (or creates) the signing key: fails fast
-    proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth),
-                          upstream=None)  # type: ignore[arg-type]
-    metrics = GatewayMetrics(enabled=settings.metrics)
+    # No I/O yet: the transport's pooled clients are made on first use.
+    upstream = UpstreamClient(health, ReqwestTransport(settings.upstream_pool_size),
+                              shadow_max_in_flight=settings.shadow_max_in_flight)
+    proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth), upstream)
+    metrics = GatewayMetrics(enabled=settings.metrics, sources=StateSources(
+        holder, health, stores.breaker, upstream,
+        ping=stores.redis.ping if stores.redis is not None else None))
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
                               settings.reload_interval, on_reload=metrics.observe_reload)
 
@@ -134,13 +115,10 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         readiness["redis"] = stores.breaker.check
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        proxy.upstream = UpstreamClient(health, pool_size=settings.upstream_pool_size,
-                                        shadow_max_in_flight=settings.shadow_max_in_flight)
+    async def lifespan(_: object) -> AsyncIterator[None]:
         http_control = httpx.AsyncClient()
         # One Redis client for every store when replicas share state; None on one machine.
-        app.state.redis = stores.redis
-        await auth.start(app.state.redis, http_control)
+        await auth.start(stores.redis, http_control)
         tasks = [
             asyncio.create_task(_flush_logs_periodically(), name="log-flush"),
             asyncio.create_task(reloader.run(), name="config-reload"),
@@ -149,7 +127,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
         ]
         if settings.metrics:
             forget_dead_workers()
-            tasks.append(asyncio.create_task(metrics.run_refresher(app.state), name="metrics"))
+            tasks.append(asyncio.create_task(metrics.run_refresher(), name="metrics"))
         # Everything built so far lives as long as the process: move it out of the
         # collector's reach, so the periodic full collections stay small (and so do the
         # latency spikes they cause under load).
@@ -165,50 +143,33 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Starl
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await auth.close()
-                await proxy.upstream.close()
+                await upstream.close()
                 await http_control.aclose()
                 await stores.aclose()
             finally:
                 metrics.fold()  # the last second's observations, before its gauges go
                 worker_exiting()
 
-    control = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics.endpoint, methods=["GET"]),
-        *OAuthEndpoints(auth, holder).routes(),
+    oauth = OAuthEndpoints(auth, holder)
+    # The gateway's own endpoints, all in one place; their paths are reserved
+    # (gateway.config.reserved): no route can take them, and they never reach the proxy.
+    endpoints = [
+        Endpoint("/healthz", ["GET"], healthz),
+        Endpoint("/readyz", ["GET"], Readiness(readiness).endpoint),
+        Endpoint("/metrics", ["GET"], metrics.endpoint),
+        Endpoint(TOKEN_PATH, ["POST"], oauth.token),
+        Endpoint(JWKS_PATH, ["GET"], oauth.jwks),
+        Endpoint(METADATA_PATH, ["GET"], oauth.metadata),
     ]
-    control_paths = frozenset(r.path for r in control)
-    app = GatewayApp(
-        proxy_stack=RequestIdMiddleware(AccessLogMiddleware(
-            proxy, settings.access_log, metrics, control_paths)),
-        control_routes=control,
-        routes=[*control, Mount("", app=proxy)],
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(AccessLogMiddleware, enabled=settings.access_log, metrics=metrics,
-                       control_paths=control_paths),
-        ],
-        exception_handlers={
-            GatewayError: _on_gateway_error,
-            HTTPException: _on_http_exception,
-            Exception: _on_unhandled,
-        },
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.config_holder = holder
-    app.state.reloader = reloader
-    app.state.target_health = health
-    app.state.metrics = metrics
-    app.state.readiness_checks = readiness
-    app.state.stores = stores
-    app.state.store_health = stores.breaker  # .degraded, .degraded_seconds_total
-    app.state.auth = auth
-    return app
+    # One middleware stack for every request, outermost first.
+    stack = RequestIdMiddleware(AccessLogMiddleware(
+        GatewayDispatch(endpoints, proxy), settings.access_log, metrics))
+    return GatewayApp(stack=stack, lifespan=lifespan, settings=settings, holder=holder,
+                      reloader=reloader, target_health=health, metrics=metrics,
+                      stores=stores, auth=auth, upstream=upstream)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> GatewayApp:
     """Factory for `uvicorn --factory` worker processes: settings from the environment."""
     from gateway.logging import configure_logging
 

@@ -1,11 +1,21 @@
-"""Per-request state shared by the proxy, the policies and the upstream client."""
+"""Per-request state shared by the proxy, the policies, the upstream client and the
+access-log middleware (which derives the access line and the metrics from it).
+
+Everything that travels between them is a typed field here, written by one step:
+    principal                authenticate        who is calling
+    rate_limit_remaining     rate_limit          the RateLimit-Remaining it answered
+    cache_status, cache      cache               X-Cache, and its lookup until on_response
+    upstream_target, trace_id, attempts, fallbacks   the upstream client
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple
 
+from gateway.cache_entry import CachedAnswer
 from gateway.config.runtime import CompiledRoute, RuntimeConfig
 
 
@@ -17,6 +27,25 @@ class Principal:
     credential_id: str
     kind: str  # "api_key" | "jwt"
     scopes: frozenset[str] = frozenset()
+
+
+class Attempt(NamedTuple):
+    """One upstream attempt, recorded by the upstream client for metrics."""
+
+    group: str
+    target: str
+    seconds: float  # until the answer's head (or its whole body when buffered)
+    outcome: str  # "" when answered below 500, else the failure kind
+
+
+@dataclass(slots=True)
+class CacheLookup:
+    """The cache's state of one request, from its on_request to its on_response."""
+
+    key: str
+    ttl: float
+    store: bool  # whether its answer may be stored
+    flight: asyncio.Future[CachedAnswer | None] | None = None  # set when it leads
 
 
 @dataclass(slots=True)
@@ -38,11 +67,14 @@ class RequestContext:
     trace_id: str = ""
     upstream_target: str = ""
     cache_status: str = ""
+    cache: CacheLookup | None = None
+    rate_limit_remaining: int | None = None
+    attempts: list[Attempt] = field(default_factory=list)  # in the order they were made
+    fallbacks: int = 0  # groups moved on to after the primary
     # Headers policies add to the client's answer (e.g. RateLimit-*), on success and error.
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Run when the request ends however it ends (finished, failed, cancelled, disconnected).
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def header(self, name: bytes) -> bytes | None:
         """The client's first header of that (lower-case) name."""

@@ -17,20 +17,27 @@
 
 Foreign errors (the upstream client's, httpx's, redis') are mapped into this tree at one
 boundary each:
-upstream errors in `gateway.upstream._map_error`, store errors inside the stores.
-Every client-facing answer leaves through `problem_response`, an RFC 9457 body.
+upstream errors in `gateway.transport._map_error`, store errors inside the stores.
+Every client-facing error leaves through `render_problem` (`send_problem` on the raw
+ASGI path of the proxy and the gateway's endpoints alike), an RFC 9457 body. The text
+a client reads is a constant beside its class; only values are formatted in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import ClassVar
 
 import orjson
-from starlette.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
+_CONTENT_TYPE = (b"content-type", PROBLEM_CONTENT_TYPE.encode())
+# The detail of every 500: what went wrong is for the log, never for the client.
+INTERNAL_ERROR = "the gateway failed to handle this request"
 
 
 class GatewayError(Exception):
@@ -62,6 +69,7 @@ class BadRequest(GatewayError):
     """Raised when a request is malformed in a way the client can fix."""
 
     status, type, title = 400, "bad-request", "Bad request"
+    BAD_LENGTH: ClassVar[str] = "Content-Length is not a number"
 
 
 class Unauthenticated(GatewayError):
@@ -98,6 +106,8 @@ class NotFound(GatewayError):
     """Raised when no route matches the request path."""
 
     status, type, title = 404, "not-found", "Not found"
+    NO_ROUTE: ClassVar[str] = "no route for {path}"
+    NO_ENDPOINT: ClassVar[str] = "no gateway endpoint at {path}"
 
 
 class MethodNotAllowed(GatewayError):
@@ -135,12 +145,16 @@ class UpstreamError(GatewayError):
     """Raised when the upstream refused, dropped the connection or answered 5xx after retries."""
 
     status, type, title = 502, "bad-gateway", "Upstream failed"
+    ANSWERED: ClassVar[str] = "upstream answered {status}"
+    CONNECT_FAILED: ClassVar[str] = "could not connect to the upstream"
+    RESET: ClassVar[str] = "the upstream closed the connection"
 
 
 class ServiceUnavailable(GatewayError):
     """Raised when no healthy upstream is left, a circuit is open, or a state store is down."""
 
     status, type, title = 503, "service-unavailable", "Service unavailable"
+    NO_HEALTHY_TARGET: ClassVar[str] = "no healthy upstream in group {group!r}"
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1):
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
@@ -158,10 +172,8 @@ class UpstreamTimeout(GatewayError):
     """Raised when the upstream did not answer within the route's timeout."""
 
     status, type, title = 504, "gateway-timeout", "Upstream timed out"
-
-
-# Errors a client sees for the router's own HTTPExceptions (404/405 outside the proxy).
-_STATUS_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+    CONNECT: ClassVar[str] = "could not connect within {seconds}s"
+    ANSWER: ClassVar[str] = "no answer within {seconds}s"
 
 
 def problem_body(status: int, type_: str, title: str, detail: str, request_id: str) -> bytes:
@@ -177,18 +189,31 @@ def problem_body(status: int, type_: str, title: str, detail: str, request_id: s
     )
 
 
-def problem_response(exc: Exception, request_id: str) -> Response:
-    """Render any exception as an RFC 9457 answer; unknown ones never leak their text."""
+def render_problem(exc: BaseException, request_id: str
+                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and RFC 9457 body for `exc`. Anything but a `GatewayError` (or an
+    `HTTPException` of a library) is a bare 500 whose text never reaches the client."""
+    extra: Mapping[str, str]
     if isinstance(exc, GatewayError) and not isinstance(exc, ConfigError):
-        body = problem_body(exc.status, exc.type, exc.title, exc.detail, request_id)
-        return Response(body, exc.status, exc.headers, media_type=PROBLEM_CONTENT_TYPE)
-    status = getattr(exc, "status_code", 500)
-    if status == 500:
-        body = problem_body(500, GatewayError.type, GatewayError.title,
-                            "the gateway failed to handle this request", request_id)
-        return Response(body, 500, media_type=PROBLEM_CONTENT_TYPE)
-    title = _STATUS_TITLES.get(status, "Error")
-    type_ = title.lower().replace(" ", "-")
-    headers = getattr(exc, "headers", None)
-    body = problem_body(status, type_, title, str(getattr(exc, "detail", title)), request_id)
-    return Response(body, status, headers, media_type=PROBLEM_CONTENT_TYPE)
+        status, type_, title, detail = exc.status, exc.type, exc.title, exc.detail
+        extra = exc.headers
+    elif isinstance(exc, HTTPException) and exc.status_code < 500:
+        status = exc.status_code
+        title = HTTPStatus(status).phrase
+        type_, detail, extra = title.lower().replace(" ", "-"), exc.detail, exc.headers or {}
+    else:
+        status, type_, title = 500, GatewayError.type, GatewayError.title
+        detail, extra = INTERNAL_ERROR, {}
+    headers = [_CONTENT_TYPE, *((k.lower().encode("latin-1"), v.encode("latin-1"))
+                                for k, v in extra.items())]
+    return status, headers, problem_body(status, type_, title, detail, request_id)
+
+
+async def send_problem(send: Send, exc: BaseException, request_id: str,
+                       extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with the problem for `exc`, plus `extra_headers` (e.g. RateLimit-*)."""
+    status, headers, body = render_problem(exc, request_id)
+    if extra_headers:
+        headers += extra_headers
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

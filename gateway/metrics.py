@@ -1,11 +1,11 @@
 """Every Prometheus collector of the gateway, defined once, and the `/metrics` endpoint.
 
-Nothing else in the gateway calls into this module per request. The access-log middleware
-hands each finished request (its `RequestContext`, status and duration) to
+The only per-request call into this module is the access-log middleware's: it hands
+each finished request (its `RequestContext`, status and duration) to
 `GatewayMetrics.observe_request`, which derives every request-side metric from what the
-pipeline left on the context: the route, the principal, `cache_status`, the upstream
-attempts (`ctx.extra["upstream_attempts"]`, recorded by the upstream client) and fallbacks.
-State-side gauges (circuit state, store health) are refreshed from `app.state` by
+pipeline left on the context's typed fields: the route, the principal, `cache_status`,
+the upstream `attempts` and `fallbacks`. State-side gauges (circuits, store health,
+dropped shadow copies) are read from the `StateSources` given at construction, by
 `run_refresher` once a second and at every scrape.
 
 Per-request observations go to plain ints and floats first (`gateway.metrics_tally`)
@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import (
@@ -46,10 +48,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.config.models import HTTP_METHODS
+from gateway.config.runtime import ConfigHolder
 from gateway.context import RequestContext
 from gateway.errors import ConfigError
 from gateway.metrics_multiproc import MULTIPROC_ENV
 from gateway.metrics_tally import PendingCount, PendingHistogram, Tally
+from gateway.upstream_health import TargetHealth
 
 log = structlog.get_logger("gateway.metrics")
 # From sub-millisecond cache hits and refusals to the slowest inference answers.
@@ -67,12 +71,42 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 _STATUS_CLASSES = {c: f"{c}xx" for c in range(1, 6)}
 
 
+class StoreHealth(Protocol):
+    """What the state gauges read of the stores' breaker."""
+
+    @property
+    def degraded(self) -> bool: ...
+
+    @property
+    def degraded_seconds_total(self) -> float: ...
+
+
+class ShadowCounter(Protocol):
+    """What the state gauges read of the upstream client."""
+
+    @property
+    def shadow_dropped(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StateSources:
+    """Where the state-side metrics come from (`create_app` builds one)."""
+
+    holder: ConfigHolder
+    health: TargetHealth
+    store: StoreHealth | None = None
+    upstream: ShadowCounter | None = None
+    ping: Callable[[], Awaitable[Any]] | None = None  # the shared store's PING, if any
+
+
 class GatewayMetrics:
     """The gateway's collectors in their own registry: one per app, so tests can run
-    several apps in one process; in production there is one app per process."""
+    several apps in one process; in production there is one app per process.
+    Without `sources` only the request-side metrics exist (the unit tests' case)."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, sources: StateSources | None = None) -> None:
         self.enabled = enabled
+        self.sources = sources
         self.registry = r = CollectorRegistry(auto_describe=True)
         route = ["route"]
         upstream = ["route", "upstream", "target"]
@@ -124,6 +158,9 @@ class GatewayMetrics:
         self.store_degraded_seconds = Counter(
             "gateway_store_degraded_seconds", "Time the rate-limit store spent degraded.",
             registry=r)
+        self.shadow_dropped = Counter(
+            "gateway_shadow_dropped", "Shadow copies not sent: too many in flight, or "
+            "a streamed request body.", registry=r)
         for result in ("success", "failure"):  # both exist from the start: rate() works
             self.reloads.labels(result)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -134,6 +171,7 @@ class GatewayMetrics:
         self._request_series: dict[tuple[str, str, int],
                                    tuple[PendingCount, PendingHistogram]] = {}
         self._degraded_seen = 0.0
+        self._shadow_dropped_seen = 0
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (metric, labels)
@@ -169,11 +207,8 @@ class GatewayMetrics:
                 self._tally.count(self.rate_limited, (route, tenant))
             if ctx.cache_status in CACHE_RESULTS:
                 self._tally.count(self.cache, (route, tenant, ctx.cache_status.lower()))
-        extra = ctx.extra
-        if not extra:
-            return
         previous = None
-        for attempt in extra.get("upstream_attempts", ()):
+        for attempt in ctx.attempts:
             labels = (route, attempt.group, attempt.target)
             self._tally.histogram(self.upstream_duration, labels).observe(attempt.seconds)
             if attempt.outcome:
@@ -182,7 +217,7 @@ class GatewayMetrics:
                 self._tally.count(self.upstream_retries,
                                   (route, previous.group, previous.target))
             previous = attempt
-        fallbacks = extra.get("fallbacks", 0)
+        fallbacks = ctx.fallbacks
         for group in ctx.route.groups[1:fallbacks + 1] if fallbacks else ():
             self._tally.count(self.upstream_fallbacks, (route, group.name))
 
@@ -202,11 +237,14 @@ class GatewayMetrics:
         """`ConfigReloader.on_reload` callback."""
         self.reloads.labels("failure" if error is not None else "success").inc()
 
-    def refresh(self, state: Any) -> None:
-        """Fold the tally and set the state gauges from the app's state (cheap; no I/O)."""
+    def refresh(self) -> None:
+        """Fold the tally and set the state gauges from the sources (cheap; no I/O)."""
         self.fold()
-        holder, health = state.config_holder, state.target_health
-        for group in holder.current.groups.values():
+        sources = self.sources
+        if sources is None:
+            return
+        health = sources.health
+        for group in sources.holder.current.groups.values():
             for target in group.targets:
                 circuit = health.circuit_state(target.url)
                 st = health.states.get(target.url)
@@ -214,25 +252,30 @@ class GatewayMetrics:
                 self._child(self.circuit_state, (group.name, target.url)).set(
                     CIRCUIT_VALUES.get(circuit, 2))
                 self._child(self.upstream_up, (group.name, target.url)).set(1 if up else 0)
-        store = getattr(state, "store_health", None)
+        store = sources.store
         if store is not None:
             self.store_degraded.set(1 if store.degraded else 0)
             total = float(store.degraded_seconds_total)
             if total > self._degraded_seen:
                 self.store_degraded_seconds.inc(total - self._degraded_seen)
                 self._degraded_seen = total
+        if sources.upstream is not None:
+            dropped = sources.upstream.shadow_dropped
+            if dropped > self._shadow_dropped_seen:
+                self.shadow_dropped.inc(dropped - self._shadow_dropped_seen)
+                self._shadow_dropped_seen = dropped
 
-    async def run_refresher(self, state: Any, interval: float = REFRESH_INTERVAL) -> None:
+    async def run_refresher(self, interval: float = REFRESH_INTERVAL) -> None:
         """Refresh the state gauges (and PING the shared store) forever."""
+        ping = self.sources.ping if self.sources is not None else None
         while True:
             try:
-                self.refresh(state)  # also folds the tally: it must not stop for good
+                self.refresh()  # also folds the tally: it must not stop for good
             except Exception:
                 log.exception("metrics_refresh_failed")
-            redis = getattr(state, "redis", None)
-            if redis is not None:
+            if ping is not None:
                 try:
-                    ok = bool(await asyncio.wait_for(redis.ping(), timeout=interval))
+                    ok = bool(await asyncio.wait_for(ping(), timeout=interval))
                 except Exception:  # any failure to answer means down, whatever the cause
                     ok = False
                 self.store_up.labels("redis").set(1 if ok else 0)
@@ -252,5 +295,5 @@ class GatewayMetrics:
     async def endpoint(self, request: Request) -> Response:
         """GET /metrics."""
         if self.enabled:
-            self.refresh(request.app.state)
+            self.refresh()
         return Response(self.render(), media_type=CONTENT_TYPE_LATEST)

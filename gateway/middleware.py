@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.config.reserved import is_reserved
 from gateway.context import RequestContext
 from gateway.logging import write_access
 from gateway.metrics import GatewayMetrics
@@ -68,17 +69,15 @@ class AccessLogMiddleware:
     Both are derived from what the request left behind (the status `RequestIdMiddleware`
     noted, so this one must run inside it; the duration; the `RequestContext` the proxy
     put in `scope["state"]["ctx"]`), so no policy calls into logging or metrics for them.
-    `control_paths` (health, metrics) get the route label `control`; other requests
-    without a context matched no route. An answer never started counts as a 500.
+    Requests to the gateway's own (reserved) paths get the route label `control`; other
+    requests without a context matched no route. An answer never started counts as a 500.
     """
 
     def __init__(self, app: ASGIApp, enabled: bool = True,
-                 metrics: GatewayMetrics | None = None,
-                 control_paths: frozenset[str] = frozenset()):
+                 metrics: GatewayMetrics | None = None):
         self.app = app
         self.enabled = enabled
         self.metrics = metrics if metrics is not None and metrics.enabled else None
-        self.control_paths = control_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
@@ -86,7 +85,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        control = scope["path"] in self.control_paths
+        control = is_reserved(scope["path"])
         if metrics is not None and not control:  # a scrape does not count itself in flight
             metrics.active += 1
         try:
@@ -116,10 +115,6 @@ def _access_fields(scope: Scope, ctx: RequestContext | None, status: int, second
             "upstream": None, "cache": None, "rate_limit_remaining": None,
             "trace_id": trace_id_of(_header(scope, b"traceparent")) or None, "credential": None,
         }
-    remaining = None
-    for name, value in ctx.response_headers:
-        if name == b"ratelimit-remaining":
-            remaining = int(value) if value.isdigit() else None
     principal = ctx.principal
     fields = {
         "request_id": ctx.request_id, "method": ctx.method, "path": ctx.path, "status": status,
@@ -127,7 +122,7 @@ def _access_fields(scope: Scope, ctx: RequestContext | None, status: int, second
         "tenant": principal.tenant_id if principal else None,
         "upstream": ctx.upstream_target or None,
         "cache": ctx.cache_status or None,
-        "rate_limit_remaining": remaining,
+        "rate_limit_remaining": ctx.rate_limit_remaining,
         # Set when the request went upstream; else the client's own, if it sent one.
         "trace_id": ctx.trace_id or trace_id_of(ctx.header(b"traceparent")) or None,
     }

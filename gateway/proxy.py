@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config.runtime import ConfigHolder
 from gateway.context import RequestContext
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, problem_body
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, send_problem
 from gateway.pipeline import Policy, PolicyPlan, run_pipeline
 from gateway.proxy_response import ProxyResponse
 from gateway.upstream import UpstreamClient
@@ -29,7 +29,6 @@ log = structlog.get_logger("gateway.proxy")
 
 # Bodies declaring at most this many bytes are read whole even on streaming routes.
 SMALL_BODY = 64 * 1024
-_PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 
 
 class ClientDisconnected(Exception):
@@ -37,7 +36,7 @@ class ClientDisconnected(Exception):
 
 
 class ProxyEndpoint:
-    """Raw ASGI app mounted under every path the control endpoints do not claim."""
+    """Raw ASGI app for every path that is not the gateway's own (`gateway.endpoints`)."""
 
     def __init__(self, holder: ConfigHolder, policies: Sequence[Policy],
                  upstream: UpstreamClient):
@@ -74,29 +73,16 @@ class ProxyEndpoint:
                 raise
             started = True
             await self._answer(ctx, response, receive, send)
-        except GatewayError as exc:
-            if started:
-                raise
-            headers = [*_PROBLEM_HEADERS,
-                       *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
-            if ctx is not None:
-                headers += ctx.response_headers
-            await send({"type": "http.response.start", "status": exc.status,
-                        "headers": headers})
-            await send({"type": "http.response.body", "body": problem_body(
-                exc.status, exc.type, exc.title, exc.detail, request_id)})
         except ClientDisconnected:
             pass
         except Exception as exc:
-            # A bug, not a client's or upstream's fault: log it, answer a bare 500.
-            log.exception("unhandled_error", error=type(exc).__name__)
+            if not isinstance(exc, GatewayError):
+                # A bug, not a client's or upstream's fault: log it, answer a bare 500.
+                log.exception("unhandled_error", error=type(exc).__name__)
             if started:
                 raise
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": _PROBLEM_HEADERS})
-            await send({"type": "http.response.body", "body": problem_body(
-                500, "internal-error", "Internal server error",
-                "the gateway failed to handle this request", request_id)})
+            await send_problem(send, exc, request_id,
+                               ctx.response_headers if ctx is not None else ())
         finally:
             if ctx is not None:
                 for cleanup in ctx.cleanups:
@@ -114,7 +100,7 @@ class ProxyEndpoint:
             try:
                 length = int(declared)
             except ValueError:
-                raise BadRequest("Content-Length is not a number") from None
+                raise BadRequest(BadRequest.BAD_LENGTH) from None
             if length > limit:
                 raise PayloadTooLarge(limit)
         if length is None and ctx.header(b"transfer-encoding") is None:

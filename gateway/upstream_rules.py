@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from gateway.config.runtime import CompiledGroup, CompiledTarget, RetryPlan
 from gateway.context import RequestContext
@@ -60,15 +59,6 @@ class Failure:
     kind: str
     error: GatewayError
     status: int = 0
-
-
-class Attempt(NamedTuple):
-    """One upstream attempt, kept in `ctx.extra["upstream_attempts"]` for metrics."""
-
-    group: str
-    target: str
-    seconds: float  # until the answer's head (or its whole body when buffered)
-    outcome: str  # "" when answered below 500, else the failure kind
 
 
 def may_retry(plan: RetryPlan, method: str, attempt: int, failure: Failure) -> bool:

@@ -79,7 +79,7 @@ class RunningGateway:
 
     @property
     def holder(self) -> Any:
-        return self.app.state.config_holder
+        return self.app.holder
 
 
 @pytest.fixture

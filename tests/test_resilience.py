@@ -125,7 +125,7 @@ def test_open_circuit_gives_503_then_closes_after_good_probe(
     # Point the group at a healthy server with the same breaker state: swap the target.
     healthy = Backend("recovered").start()
     try:
-        health = gw.app.state.target_health
+        health = gw.app.target_health
         health.states[healthy.url] = health.states[dropping.url]
         setup(tmp_path, {"main": [healthy.url]},
               group_extra={"main": {"circuit_breaker": {"failures": 2, "cooldown": 0.5}}})
@@ -147,12 +147,12 @@ def test_active_health_check_takes_target_out_and_back(
     gw = start_gateway()
     backend_b.healthy = False
     try:
-        _wait_for(lambda: not gw.app.state.target_health.usable(backend_b.url))
+        _wait_for(lambda: not gw.app.target_health.usable(backend_b.url))
         seen = {gw.client.get("/api/hc").json()["backend"] for _ in range(30)}
         assert seen == {"primary"}
     finally:
         backend_b.healthy = True
-    _wait_for(lambda: gw.app.state.target_health.usable(backend_b.url))
+    _wait_for(lambda: gw.app.target_health.usable(backend_b.url))
     seen = {gw.client.get("/api/hc").json()["backend"] for _ in range(60)}
     assert seen == {"primary", "secondary"}
 

@@ -46,12 +46,11 @@ from authlib.oauth2.rfc6749.requests import (  # type: ignore[import-untyped]
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from gateway.auth.oauth_clients import AUTH_METHODS, GRANT_TYPE, OAuthClientRecord
 from gateway.auth.service import AuthService
 from gateway.config.runtime import ConfigHolder
-from gateway.errors import PROBLEM_BASE, MethodNotAllowed
+from gateway.errors import PROBLEM_BASE
 
 log = structlog.get_logger("gateway.auth")
 
@@ -147,7 +146,7 @@ def _basic_used(headers: Any) -> bool:
 
 
 class OAuthEndpoints:
-    """The three Starlette endpoints, mounted by `create_app` before the proxy."""
+    """The three endpoints' handlers; `create_app` registers them at their paths."""
 
     def __init__(self, auth: AuthService, holder: ConfigHolder):
         self.auth, self.holder = auth, holder
@@ -157,18 +156,7 @@ class OAuthEndpoints:
         tenant = self.holder.current.tenants.get(tenant_id)
         return tenant is not None and tenant.enabled
 
-    def routes(self) -> list[Route]:
-        return [
-            # Every method, so a GET is a 405 here instead of falling through to the proxy.
-            Route(TOKEN_PATH, self.token,
-                  methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
-            Route(JWKS_PATH, self.jwks, methods=["GET"]),
-            Route(METADATA_PATH, self.metadata, methods=["GET"]),
-        ]
-
     async def token(self, request: Request) -> Response:
-        if request.method != "POST":
-            raise MethodNotAllowed(["POST"])
         basic = _basic_used(request.headers)
         request_id = str(request.scope.get("state", {}).get("request_id", ""))
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.config.limits import compile_limits
 from gateway.config.models import RoutesFile, TenantsFile, TiersFile
+from gateway.config.reserved import shadowed_reserved
 from gateway.config.runtime import (
     CompiledGroup,
     ConfigHolder,
@@ -25,6 +26,10 @@ from gateway.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigHolder", "RuntimeConfig", "load_config", "load_routes"]
 
+RESERVED_PATH = ("{path!r} is reserved for the gateway's own endpoints "
+                 "(/healthz, /readyz, /metrics, /oauth/..., /.well-known/...): "
+                 "no route can receive it")
+
 
 def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
     """Parse and validate routes.yaml, including references between its entries."""
@@ -35,6 +40,11 @@ def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
             raise field_error(path, lines, ("routes", i, "name"),
                               f"duplicate route name {route.name!r}")
         seen.add(route.name)
+        taken = shadowed_reserved(route.match.path, route.match.prefix)
+        if taken is not None:
+            kind = "path" if route.match.path is not None else "prefix"
+            raise field_error(path, lines, ("routes", i, "match", kind),
+                              RESERVED_PATH.format(path=taken))
         refs: list[tuple[tuple[str | int, ...], str]] = [
             (("routes", i, "upstream"), route.upstream)
         ]

@@ -1,4 +1,4 @@
-"""Frozen pydantic models mirroring routes.yaml (and, later, policies/*.yaml).
+"""Frozen pydantic models mirroring routes.yaml and policies/ (tiers.yaml, tenants.yaml).
 
 These describe the files as operators write them; `runtime.py` compiles them into the
 lookup structures requests use. Unknown keys are refused everywhere (`extra="forbid"`),

@@ -1,8 +1,8 @@
 """The compiled config requests read: route matchers, weight tables, resolved references.
 
-`compile_routes(doc)` runs once per load. A `RuntimeConfig` is immutable once built and is
-swapped whole through `ConfigHolder.current`; each request reads it once, so no request
-ever mixes two configs.
+`compile_group` and `compile_route` run once per load (`gateway.config.load_config`).
+A `RuntimeConfig` is immutable once built and is swapped whole through
+`ConfigHolder.current`; each request reads it once, so no request ever mixes two configs.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class Router:
                 allowed.extend(route.methods)
         if allowed:
             raise MethodNotAllowed(sorted(set(allowed)))
-        raise NotFound(f"no route for {path}")
+        raise NotFound(NotFound.NO_ROUTE.format(path=path))
 
 
 def compile_group(name: str, spec: Any) -> CompiledGroup:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 
 from gateway.cache_entry import CachedAnswer, answer_for_storage, cache_directives, storable_ttl
 from gateway.cache_key import ANONYMOUS_SCOPE, SHARED_SCOPE, body_digest, cache_key
 from gateway.config.runtime import CompiledRoute
-from gateway.context import RequestContext
+from gateway.context import CacheLookup, RequestContext
 from gateway.errors import StoreUnavailable
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
@@ -31,16 +30,6 @@ from gateway.stores import Stores
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD", "POST"})
 HIT, MISS, BYPASS = b"HIT", b"MISS", b"BYPASS"
-
-
-@dataclass(slots=True)
-class _Lookup:
-    """This request's cache state, from on_request to on_response."""
-
-    key: str
-    ttl: float
-    store: bool  # whether its answer may be stored
-    flight: asyncio.Future[CachedAnswer | None] | None = None  # set when it leads
 
 
 class CachePolicy(Policy):
@@ -69,8 +58,7 @@ class CachePolicy(Policy):
         digest = body_digest(ctx.body or b"", ctx.header(b"content-type"))
         key = cache_key(scope, ctx.route.name, ctx.method, ctx.path, ctx.query, vary, digest)
         asked = cache_directives(ctx.header(b"cache-control"))
-        lookup = _Lookup(key, spec.ttl, store="no-store" not in asked)
-        ctx.extra["cache"] = lookup
+        lookup = ctx.cache = CacheLookup(key, spec.ttl, store="no-store" not in asked)
         if "no-cache" in asked or "no-store" in asked:
             return self._status(ctx, BYPASS)
         try:
@@ -83,7 +71,7 @@ class CachePolicy(Policy):
             return entry.to_response()
         return await self._coalesce(ctx, lookup)
 
-    async def _coalesce(self, ctx: RequestContext, lookup: _Lookup) -> ProxyResponse | None:
+    async def _coalesce(self, ctx: RequestContext, lookup: CacheLookup) -> ProxyResponse | None:
         leader = self.flights.get(lookup.key)
         if leader is None:
             flight = asyncio.get_running_loop().create_future()
@@ -104,7 +92,7 @@ class CachePolicy(Policy):
         return answer.to_response()
 
     async def on_response(self, ctx: RequestContext, response: ProxyResponse) -> None:
-        lookup: _Lookup | None = ctx.extra.get("cache")
+        lookup = ctx.cache
         if lookup is None or response.source != "upstream":
             return
         ttl = storable_ttl(response, lookup.ttl, self.max_entry_bytes) if lookup.store else 0.0
@@ -126,7 +114,7 @@ class CachePolicy(Policy):
         finally:
             await self._land(lookup, answer)
 
-    async def _land(self, lookup: _Lookup, answer: CachedAnswer | None) -> None:
+    async def _land(self, lookup: CacheLookup, answer: CachedAnswer | None) -> None:
         """Hand the leader's answer (or None) to the requests waiting on it, once, and
         stop new identical misses from joining."""
         flight = lookup.flight

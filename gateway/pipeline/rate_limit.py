@@ -223,6 +223,7 @@ class RateLimitPolicy(Policy):
             i = min(range(len(checks)), key=lambda n: stats[n].remaining - charged)
             item, st = checks[i][0], stats[i]
             remaining = max(0, st.remaining - charged)
+        ctx.rate_limit_remaining = remaining
         ctx.response_headers += [
             (b"ratelimit-limit", str(item.amount).encode()),
             (b"ratelimit-remaining", str(remaining).encode()),

@@ -48,7 +48,7 @@ def test_token_success_basic_and_form_and_use(gw, cli):
     assert body["scope"] == "sentiment classify"
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["tenant"] == "demo" and claims["sub"] == client_id
-    assert claims["iss"] == gw.app.state.settings.issuer_url and claims["aud"] == "ai-gateway"
+    assert claims["iss"] == gw.app.settings.issuer_url and claims["aud"] == "ai-gateway"
     assert claims["exp"] - claims["iat"] == 3600 and claims["jti"]
     assert jwt.get_unverified_header(body["access_token"])["alg"] == "ES256"
     # Form-field client authentication works too.
@@ -143,7 +143,7 @@ def test_jwks_metadata_and_signing_key_rotation(gw, cli):
     jwt.decode(old_token, public, algorithms=["ES256"], audience="ai-gateway")
 
     meta = gw.client.get("/.well-known/oauth-authorization-server").json()
-    issuer = gw.app.state.settings.issuer_url
+    issuer = gw.app.settings.issuer_url
     assert meta["issuer"] == issuer and meta["token_endpoint"] == issuer + TOKEN
     assert meta["jwks_uri"] == issuer + "/.well-known/jwks.json"
     assert meta["grant_types_supported"] == ["client_credentials"]

@@ -27,7 +27,7 @@ def test_redis_outage(tmp_path, backend, start_limited, redis_server, mode, as_t
                 {"acme": {"tier": "basic"}}, routes)
     gw = start_limited(redis_url=redis_server.url, store_fail_mode=mode,
                        store_breaker_cooldown=0.2)
-    health = gw.app.state.store_health
+    health = gw.app.stores.breaker
     h = as_tenant("acme")
     r = gw.client.get("/api/x", headers=h)
     assert r.status_code == 200 and r.headers["ratelimit-remaining"] == "999"

@@ -174,14 +174,14 @@ def test_in_flight_cap(tmp_path, backend, start_limited, store, as_tenant):
 
 
 async def _count(gw: Any, tenant: str) -> int:
-    stores = gw.app.state.stores
+    stores = gw.app.stores
     if stores.redis is None:
         return int(await stores.inflight.count(tenant))
     # Count over a fresh connection: the app's client belongs to the server's loop.
     from gateway.stores import connect_mux
     from gateway.stores.redis import RedisInFlightStore
 
-    client = connect_mux(gw.app.state.settings.redis_url)
+    client = connect_mux(gw.app.settings.redis_url)
     try:
         return await RedisInFlightStore(client, 30).count(tenant)
     finally:
@@ -229,4 +229,4 @@ def test_slots_released_after_disconnects_and_timeouts(tmp_path, backend, start_
     codes, disconnects = asyncio.run(run())
     assert codes == [504] * (total // 2) and disconnects == total // 2
     wait_until(lambda: asyncio.run(_count(gw, "acme")) == 0)
-    assert gw.app.state.stores.live_slots == {}
+    assert gw.app.stores.live_slots == {}

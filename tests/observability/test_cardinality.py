@@ -19,7 +19,7 @@ def test_series_do_not_grow_with_distinct_paths_and_keys(
                  [{"name": "api", "match": {"prefix": "/api"}, "upstream": "main",
                    "rewrite": "/"}])
     gw = start_gateway()
-    metrics = gw.app.state.metrics
+    metrics = gw.app.metrics
     client: httpx.Client = gw.client
 
     def unknown_path(i: int) -> None:

@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from gateway.config import load_config
-from gateway.context import Principal, RequestContext
+from gateway.context import Attempt, Principal, RequestContext
 from gateway.metrics import GatewayMetrics
-from gateway.upstream_rules import Attempt
 from tests.conftest import write_routes
 from tests.observability.stack import scrape, value
 from tests.servers import Backend, free_port
@@ -194,11 +193,11 @@ def test_tenant_label_is_a_configured_tenant_or_unknown(config: Any) -> None:
 
 def test_attempts_give_retries_and_fallbacks(config: Any) -> None:
     metrics = GatewayMetrics()
-    ctx = make_ctx(config, extra={"fallbacks": 1, "upstream_attempts": [
+    ctx = make_ctx(config, fallbacks=1, attempts=[
         Attempt("a", "http://a:1", 0.5, "timeout"),
         Attempt("a", "http://a:2", 0.2, "connect"),
         Attempt("b", "http://b:1", 0.01, ""),
-    ]})
+    ])
     metrics.observe_request(ctx, "GET", 200, 0.8, False)
     assert sample(metrics, "gateway_upstream_retries_total", route="cached", upstream="a",
                   target="http://a:1") == 1
@@ -212,21 +211,25 @@ def test_attempts_give_retries_and_fallbacks(config: Any) -> None:
                   upstream="b", target="http://b:1") == 1
 
 
-def test_store_health_is_read_from_app_state(config: Any) -> None:
+def test_state_gauges_are_read_from_their_sources(config: Any) -> None:
     from gateway.config.runtime import ConfigHolder
+    from gateway.metrics import StateSources
     from gateway.upstream_health import TargetHealth
 
-    metrics = GatewayMetrics()
     store = SimpleNamespace(degraded=True, degraded_seconds_total=2.5)
-    state = SimpleNamespace(config_holder=ConfigHolder(config), target_health=TargetHealth(),
-                            store_health=store)
-    metrics.refresh(state)
+    upstream = SimpleNamespace(shadow_dropped=3)
+    metrics = GatewayMetrics(sources=StateSources(ConfigHolder(config), TargetHealth(),
+                                                  store, upstream))
+    metrics.refresh()
     assert sample(metrics, "gateway_store_degraded") == 1
     assert sample(metrics, "gateway_store_degraded_seconds_total") == 2.5
+    assert sample(metrics, "gateway_shadow_dropped_total") == 3
+    upstream.shadow_dropped = 5
     store.degraded, store.degraded_seconds_total = False, 4.0
-    metrics.refresh(state)
-    metrics.refresh(state)
+    metrics.refresh()
+    metrics.refresh()
     assert sample(metrics, "gateway_store_degraded") == 0
     assert sample(metrics, "gateway_store_degraded_seconds_total") == 4.0
+    assert sample(metrics, "gateway_shadow_dropped_total") == 5
     assert sample(metrics, "gateway_upstream_circuit_state", upstream="b",
                   target="http://b:1") == 0
