@@ -1,21 +1,40 @@
-"""The gateway's core benchmark: direct to a fast upstream vs through the gateway.
+"""The gateway's core benchmark: the path tenants use, beside a direct baseline.
 
-    python bench/bench_gateway.py [--seconds 10] [--observability-cost | --soak] [--rounds 5]
+    python bench/bench_gateway.py [--seconds 5] [--rounds 3]
+    python bench/bench_gateway.py --observability-cost | --soak [--seconds S] [--rounds N]
 
-Starts a fast fake upstream and the gateway (one worker, access log and metrics on),
-drives both with wrk at concurrency 1 and 64 in one run, and prints req/s, p50, p99,
-the ratios gateway/direct, the added p50 at concurrency 1, and the gateway's memory
-before and after. Needs `wrk` (apt-get install wrk) and `taskset` (util-linux).
+Starts a fast fake upstream and `gateway serve` (one worker, metrics and the JSON access
+log on, as deployed) pinned to one core, and drives with wrk from the other core, at
+concurrency 1 and 64, these cases in alternating rounds (the order flips every round):
+
+  direct              wrk straight at the fake upstream: the baseline, in the same run
+  public route        a `public: true` route: no authentication, no limit
+  key + tier limit    what a tenant's request takes: API key (created with `gateway keys
+                      create --scopes predict`), the route's scope, the tenant's tier limit
+                      and in-flight cap in memory, metrics and access log
+
+It prints every run (req/s, p50, p99, gateway CPU per request), then per case the
+medians: c=1 added p50 over direct, c=64 req/s and p99. `CASES` and `SETUPS` are the
+lists to extend (a case names the gateway setup it runs on: settings and its own
+start-up, e.g. a Redis). Needs `wrk` (apt-get install wrk) and `taskset` (util-linux).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from harness import Result, fake_upstream, gateway, rss_kib, stop, wrk
+from harness import ROOT, Result, fake_upstream, gateway, rss_kib, stop, wrk
 
+# The public route alone: also what --observability-cost, --soak and
+# bench_instructions.py measure.
 ROUTES = """\
 version: 1
 upstreams:
@@ -27,7 +46,110 @@ routes:
     rewrite: /predict
     public: true
 """
+TENANT_ROUTES = ROUTES + """\
+  - name: predict
+    match: {path: /v1/predict, methods: [POST]}
+    upstream: fake
+    rewrite: /predict
+    scopes: [predict]
+"""
+# Never refuses during a run: the figures are the cost of checking and counting.
+TIERS = ('version: 1\ntiers:\n  bench: {rate: "100000000/hour", max_in_flight: 10000}\n')
+TENANTS = "version: 1\ntenants:\n  acme: {tier: bench}\n"
 BODY = '{"text": "I love this product, it works great"}'
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One gateway process: its settings and how to prepare it (keys, stores...)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    setup: str | None  # a key of SETUPS; None: the direct baseline
+    path: str
+    tenant: str | None = None  # send this tenant's API key
+
+
+SETUPS = {"memory": Setup()}
+CASES = [
+    Case("direct", None, "/predict"),
+    Case("public route", "memory", "/v1/bench"),
+    Case("key + tier limit (memory)", "memory", "/v1/predict", tenant="acme"),
+]
+
+
+def start_setup(name: str, up_port: int) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
+    """The gateway of one setup, and the Authorization header of its tenant."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"gw-bench-{name}-"))
+    (workdir / "policies").mkdir()
+    (workdir / "policies" / "tiers.yaml").write_text(TIERS)
+    (workdir / "policies" / "tenants.yaml").write_text(TENANTS)
+    (workdir / "routes.yaml").write_text(TENANT_ROUTES % up_port)
+    env = {"GATEWAY_DATA_DIR": str(workdir), "GATEWAY_ROUTES_FILE": str(workdir / "routes.yaml"),
+           "GATEWAY_POLICIES_DIR": str(workdir / "policies"), **SETUPS[name].env}
+    # The key first, through the real CLI and store: the gateway loads it at start-up.
+    out = subprocess.run([sys.executable, "-m", "gateway", "keys", "create", "--tenant",
+                          "acme", "--scopes", "predict"], env={**os.environ, **env}, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    auth = {"Authorization": f"Bearer {out.splitlines()[0].strip()}"}
+    proc, port, _ = gateway(TENANT_ROUTES % up_port, env, workdir)
+    return proc, port, auth
+
+
+def full_path(seconds: float, rounds: int) -> None:
+    upstream, up_port = fake_upstream()
+    gateways: dict[str, tuple[subprocess.Popen[bytes], int, dict[str, str]]] = {}
+    runs: dict[tuple[str, int], list[Result]] = {}
+    try:
+        for name in {c.setup for c in CASES if c.setup is not None}:
+            gateways[name] = start_setup(name, up_port)
+        for _proc, port, auth in gateways.values():
+            for path, headers in (("/v1/bench", {}), ("/v1/predict", auth)):
+                wrk("warm-up", f"http://127.0.0.1:{port}{path}", 16, 2, "POST", BODY,
+                    {**JSON, **headers})
+        for conns in (1, 64):
+            for r in range(rounds):
+                for case in CASES if r % 2 == 0 else CASES[::-1]:
+                    if case.setup is None:
+                        url, pid, headers = f"http://127.0.0.1:{up_port}{case.path}", \
+                            upstream.pid, {}
+                    else:
+                        proc, port, auth = gateways[case.setup]
+                        url, pid = f"http://127.0.0.1:{port}{case.path}", proc.pid
+                        headers = auth if case.tenant else {}
+                    res = wrk(case.name, url, conns, seconds, "POST", BODY,
+                              {**JSON, **headers}, server_pid=pid)
+                    runs.setdefault((case.name, conns), []).append(res)
+                    print(res.row(), flush=True)
+                    time.sleep(0.3)
+    finally:
+        stop(*(g[0] for g in gateways.values()), upstream)
+    _summary(runs, rounds)
+
+
+def _summary(runs: dict[tuple[str, int], list[Result]], rounds: int) -> None:
+    def med(name: str, conns: int, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in runs[(name, conns)])
+
+    direct_p50 = med("direct", 1, "p50_ms")
+    print(f"\nmedians of {rounds} alternating rounds; direct c=1 p50 {direct_p50:.3f} ms, "
+          f"c=64 {med('direct', 64, 'rps'):.0f} req/s")
+    print(f"{'case':<30} {'c=1 added p50':>14} {'c=64 req/s':>11} {'c=64 p99':>10} "
+          f"{'CPU/req c=64':>13}")
+    for case in CASES:
+        if case.setup is None:
+            continue
+        n = case.name
+        print(f"{n:<30} {med(n, 1, 'p50_ms') - direct_p50:>11.3f} ms "
+              f"{med(n, 64, 'rps'):>11.0f} {med(n, 64, 'p99_ms'):>7.2f} ms "
+              f"{med(n, 64, 'cpu_us'):>9.1f} us")
+    errors = sum(r.errors for rs in runs.values() for r in rs)
+    print(f"errors (non-2xx and socket): {errors}")
 
 
 OFF = {"GATEWAY_METRICS": "false", "GATEWAY_ACCESS_LOG": "false"}
@@ -86,46 +208,21 @@ def soak(seconds: float, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds per case (the medians count); "
+                             "runs for --soak")
     parser.add_argument("--observability-cost", action="store_true",
                         help="only measure what metrics and the access log cost at c=64")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="alternating on/off runs for --observability-cost; runs for --soak")
     parser.add_argument("--soak", action="store_true",
                         help="only watch the gateway's memory over --rounds runs at c=64")
     args = parser.parse_args()
     if args.soak:
         soak(args.seconds, args.rounds)
-        return
-    if args.observability_cost:
+    elif args.observability_cost:
         observability_cost(args.seconds, args.rounds)
-        return
-    upstream, up_port = fake_upstream()
-    gw, gw_port, workdir = gateway(ROUTES % up_port)
-    results: dict[tuple[str, int], Result] = {}
-    try:
-        wrk("warm-up", f"http://127.0.0.1:{gw_port}/v1/bench", 16, 2, "POST", BODY)
-        rss_before = rss_kib(gw.pid)
-        for conns in (1, 64):
-            for name, url in (("direct", f"http://127.0.0.1:{up_port}/predict"),
-                              ("gateway", f"http://127.0.0.1:{gw_port}/v1/bench")):
-                res = wrk(name, url, conns, args.seconds, "POST", BODY,
-                          {"Content-Type": "application/json"},
-                          server_pid=gw.pid if name == "gateway" else upstream.pid)
-                results[(name, conns)] = res
-                print(res.row(), flush=True)
-                time.sleep(0.5)
-        rss_after = rss_kib(gw.pid)
-    finally:
-        stop(gw, upstream)
-    print()
-    for conns in (1, 64):
-        d, g = results[("direct", conns)], results[("gateway", conns)]
-        print(f"c={conns:<3} gateway/direct: throughput {g.rps / d.rps:.2f}x, "
-              f"p50 {g.p50_ms / d.p50_ms:.2f}x, added p50 {g.p50_ms - d.p50_ms:.3f} ms")
-    print(f"gateway RSS: {rss_before / 1024:.1f} MiB after warm-up, "
-          f"{rss_after / 1024:.1f} MiB at the end")
-    print(f"(logs in {workdir})")
+    else:
+        full_path(args.seconds, args.rounds)
 
 
 if __name__ == "__main__":
