@@ -49,7 +49,7 @@ class AuthService:
         self.external: list[IssuerKeys] = []
         self.verifier = TokenVerifier(self.signing, settings.issuer_url,
                                       settings.token_audience, [], settings.jwt_leeway,
-                                      self.client)
+                                      self.client, own_by_key=not settings.token_issuer)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_miss_refresh = 0.0
 

@@ -8,6 +8,11 @@ keys only, its pinned algorithms only, and its audience. So `alg: none`, an HMAC
 "signed" with a public key, a token naming an unknown issuer or kid, a wrong `aud`, an
 expired or not-yet-valid token (outside `jwt_leeway`) are all refused.
 
+Without an explicit GATEWAY_TOKEN_ISSUER, each replica's default `iss` is its own
+address; a token naming no configured issuer is then ours if its `kid` names one of our
+signing keys (still verified with that key): replicas share the signing keys, and only a
+holder of one can sign such a token. So replicas accept each other's tokens by default.
+
 An ES256 check costs ~0.1 ms of CPU, the whole per-request budget of authentication, and
 clients reuse a token until it expires; so verified tokens are cached by their exact
 string (bounded, cleared when any key set changes) and a repeat costs a dict lookup and
@@ -81,8 +86,10 @@ class TokenVerifier:
 
     def __init__(self, signing: SigningKeys, issuer: str, audience: str,
                  external: Sequence[IssuerKeys], leeway: float,
-                 client_lookup: Callable[[str], OAuthClientRecord | None]):
+                 client_lookup: Callable[[str], OAuthClientRecord | None],
+                 own_by_key: bool = False):
         self.signing, self.issuer, self.audience = signing, issuer, audience
+        self.own_by_key = own_by_key  # issuer not configured: recognise ours by their kid
         self.external = {k.issuer.issuer: k for k in external}
         self.leeway = leeway
         self.client_lookup = client_lookup
@@ -117,7 +124,9 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated(MALFORMED) from None
         iss, kid, alg = unverified.get("iss"), header.get("kid"), header.get("alg")
-        own = iss == self.issuer
+        own = iss == self.issuer or (
+            self.own_by_key and isinstance(iss, str) and iss not in self.external
+            and isinstance(kid, str) and kid in self.signing.by_kid)
         if own:
             algorithms, audience = [ALGORITHM], self.audience
             tenant_claim, scope_claim = TENANT_CLAIM, SCOPE_CLAIM
