@@ -12,8 +12,10 @@ client lookups read the in-memory credential snapshot.
 Error answers follow RFC 6749 §5.2 (`application/json` with `error`,
 `error_description`), which every OAuth client library parses, and also carry the RFC
 9457 members (`type`, `title`, `status`, `detail`, `request_id`) of every other gateway
-error. `invalid_client` is always 401; its `WWW-Authenticate: Basic` challenge is sent
-when the client tried HTTP Basic (RFC 6749 §5.2 requires it then).
+error; every error names its case in `error_description`. `invalid_client` is always
+401 with a `WWW-Authenticate: Basic realm="gateway"` challenge, however the client tried
+to authenticate (RFC 9110 §15.5.2: every 401 carries a challenge). Which credentials a
+request presented is decided in `gateway.auth.client_auth`, before authlib runs.
 
 authlib refuses to serve the token endpoint over plain http unless the host is loopback;
 the URL checked is the configured issuer, the address clients are told to use, so a
@@ -37,6 +39,7 @@ from authlib.oauth2.rfc6749.errors import (  # type: ignore[import-untyped]
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.grants import (  # type: ignore[import-untyped]
     ClientCredentialsGrant,
@@ -47,6 +50,7 @@ from authlib.oauth2.rfc6749.requests import (  # type: ignore[import-untyped]
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.auth.client_auth import AUTH_FAILED, ClientCredentials, presented_client
 from gateway.auth.oauth_clients import AUTH_METHODS, GRANT_TYPE, OAuthClientRecord
 from gateway.auth.service import AuthService
 from gateway.config.runtime import ConfigHolder
@@ -59,14 +63,23 @@ TOKEN_PATH = "/oauth/token"
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 
+NO_GRANT_TYPE = "Missing 'grant_type' parameter: send grant_type=client_credentials."
+UNSUPPORTED_GRANT = "Only grant_type=client_credentials is supported."
+# The description of an error authlib raised without one (RFC 6749 §5.2 wants it).
+_DESCRIPTIONS = {"unsupported_grant_type": UNSUPPORTED_GRANT, "invalid_client": AUTH_FAILED,
+                 "invalid_scope": "The requested scope exceeds the client's scopes."}
+
 
 class _FormRequest(OAuth2Request):  # type: ignore[misc]
     """A token request already read and parsed from Starlette."""
 
-    def __init__(self, uri: str, headers: Any, form: dict[str, str]):
+    def __init__(self, uri: str, headers: Any, form: dict[str, str],
+                 credentials: ClientCredentials, request_id: str):
         super().__init__("POST", uri, headers=headers)
         self.payload = BasicOAuth2Payload(form)
         self._form = form
+        self.credentials = credentials
+        self.request_id = request_id
 
     @property
     def form(self) -> dict[str, str]:
@@ -96,6 +109,20 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.tenant_active = tenant_active
         self.register_grant(_ClientCredentials)
         self.register_token_generator("default", self._generate_token)
+        for method in AUTH_METHODS:  # credentials parsed once, by gateway.auth.client_auth
+            self.register_client_auth_method(method, self._authenticate(method))
+
+    def _authenticate(self, method: str) -> Callable[[Any, _FormRequest], Any]:
+        def authenticate(query_client: Any, request: _FormRequest) -> OAuthClientRecord | None:
+            presented = request.credentials
+            if presented.method != method:
+                return None
+            client = self.query_client(presented.client_id)
+            if client is None or not client.check_client_secret(presented.client_secret):
+                raise InvalidClientError(status_code=401, description=AUTH_FAILED)
+            return client
+
+        return authenticate
 
     def query_client(self, client_id: str) -> OAuthClientRecord | None:
         client = self.auth.client(client_id)
@@ -124,25 +151,21 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                         ) -> Response:
         return Response(orjson.dumps(body), status, dict(headers))
 
-    def handle_error_response(self, request: OAuth2Request, error: OAuth2Error) -> Response:
-        return self.error_response(error, basic_used=_basic_used(request.headers), request_id="")
+    def handle_error_response(self, request: _FormRequest, error: OAuth2Error) -> Response:
+        return self.error_response(error, request.request_id)
 
-    def error_response(self, error: OAuth2Error, *, basic_used: bool, request_id: str
-                       ) -> Response:
+    def error_response(self, error: OAuth2Error, request_id: str) -> Response:
         status, body, headers = error()
         headers = [(k, v) for k, v in headers if k.lower() != "www-authenticate"]
         if isinstance(error, InvalidClientError):
             status = 401
-            if basic_used:
-                headers.append(("WWW-Authenticate", 'Basic realm="gateway"'))
-        detail = body.get("error_description") or body["error"]
+            headers.append(("WWW-Authenticate", 'Basic realm="gateway"'))
+        if not body.get("error_description"):
+            body["error_description"] = _DESCRIPTIONS.get(body["error"], body["error"])
+        detail = body["error_description"]
         body.update(type=PROBLEM_BASE + "oauth-" + body["error"].replace("_", "-"),
                     title=body["error"], status=status, detail=detail, request_id=request_id)
         return Response(orjson.dumps(body), status, dict(headers))
-
-
-def _basic_used(headers: Any) -> bool:
-    return str(headers.get("authorization", "")).lower().startswith("basic ")
 
 
 class OAuthEndpoints:
@@ -157,25 +180,20 @@ class OAuthEndpoints:
         return tenant is not None and tenant.enabled
 
     async def token(self, request: Request) -> Response:
-        basic = _basic_used(request.headers)
         request_id = str(request.scope.get("state", {}).get("request_id", ""))
         try:
             form = await _read_form(request)
-            if "grant_type" not in form:
-                raise InvalidRequestError("Missing 'grant_type' parameter.")
-            if basic and "client_secret" in form:
-                raise InvalidRequestError("Use one client authentication method, not two.")
-            oauth_request = _FormRequest(self.auth.settings.issuer_url + TOKEN_PATH,
-                                         request.headers, form)
+            if not form.get("grant_type"):  # empty counts as omitted (RFC 6749 §3.1)
+                raise InvalidRequestError(NO_GRANT_TYPE)
+            if form["grant_type"] != GRANT_TYPE:
+                raise UnsupportedGrantTypeError(form["grant_type"])
+            authorization = [v for k, v in request.headers.raw if k == b"authorization"]
+            credentials = presented_client(authorization, form)
         except OAuth2Error as error:
-            return self.server.error_response(error, basic_used=basic, request_id=request_id)
+            return self.server.error_response(error, request_id)
+        oauth_request = _FormRequest(self.auth.settings.issuer_url + TOKEN_PATH,
+                                     request.headers, form, credentials, request_id)
         response: Response = self.server.create_token_response(oauth_request)
-        if response.status_code >= 400:  # re-render with the request id
-            body = orjson.loads(response.body)
-            body["request_id"] = request_id
-            response = Response(orjson.dumps(body), response.status_code,
-                                {k: v for k, v in response.headers.items()
-                                 if k != "content-length"})
         return response
 
     async def jwks(self, request: Request) -> Response:
@@ -192,7 +210,9 @@ class OAuthEndpoints:
             "grant_types_supported": [GRANT_TYPE],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "scopes_supported": scopes,
-            "response_types_supported": [],  # no authorization endpoint: no browser flows
+            # REQUIRED by RFC 8414 and non-empty for authlib's validator; with no
+            # authorization endpoint the honest value is the registered type "none".
+            "response_types_supported": ["none"],
         }, headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -15,8 +15,10 @@ TOKEN = "/oauth/token"
 
 
 def _client(cli, scopes: str = "sentiment,classify", tenant: str = "demo") -> tuple[str, str]:
-    out = dict(line.split("=", 1) for line in cli("clients", "create", "--tenant", tenant,
-                                                   "--scopes", scopes).split())
+    # Only the CLI's own lines: the gateway thread's log lines share the captured stdout.
+    printed = cli("clients", "create", "--tenant", tenant, "--scopes", scopes)
+    out = dict(line.split("=", 1) for line in printed.splitlines()
+               if line.startswith("CLIENT_"))
     return out["CLIENT_ID"], out["CLIENT_SECRET"]
 
 
@@ -76,7 +78,7 @@ def test_token_errors(gw, cli):
     r = gw.client.post(TOKEN, data={"grant_type": "client_credentials",
                                     "client_id": "gwc_nobody", "client_secret": "x"})
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
-    assert "www-authenticate" not in r.headers  # Basic was not used
+    assert r.headers["www-authenticate"] == 'Basic realm="gateway"'  # form auth too
     r = gw.client.post(TOKEN, data={"grant_type": "client_credentials"})
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
