@@ -1,8 +1,10 @@
 """Authentication: who is calling? An API key or a JWT becomes `ctx.principal`.
 
-Credentials come in `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`. The
-gateway's keys start with `gw_`; anything shaped `xxx.yyy.zzz` is taken for a JWT. A
-public route (`public: true` in routes.yaml) skips this step and has no principal.
+Credentials come in `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`; a
+request carrying different credentials in both is refused with 400 rather than one
+silently winning (the same credential in both is fine). The gateway's keys start with
+`gw_`; anything shaped `xxx.yyy.zzz` is taken for a JWT. A public route (`public: true`
+in routes.yaml) skips this step and has no principal.
 
 Every refusal is a 401 with `WWW-Authenticate: Bearer realm="gateway"` and, when
 credentials were sent, `error="invalid_token"` (RFC 6750 §3.1: no error code when the
@@ -18,26 +20,30 @@ from gateway.auth.api_keys import KEY_PREFIX
 from gateway.auth.service import AuthService
 from gateway.config.runtime import CompiledRoute
 from gateway.context import Principal, RequestContext
-from gateway.errors import Unauthenticated
+from gateway.errors import BadRequest, Unauthenticated
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
 
 NO_CREDENTIALS = "send an API key or access token: Authorization: Bearer <credential>"
 MALFORMED = "the credential is neither a gateway API key nor a JWT"
 UNKNOWN_TENANT = "the credential's tenant is unknown or disabled"
+TWO_CREDENTIALS = "Authorization and X-API-Key carry different credentials: send one"
 
 
 def presented_credential(ctx: RequestContext) -> str | None:
-    """The bearer credential of the request, if any (Authorization wins over X-API-Key)."""
+    """The bearer credential of the request, if any; BadRequest if two differ."""
+    bearer = None
     auth = ctx.header(b"authorization")
     if auth is not None:
         scheme, _, value = auth.partition(b" ")
         if scheme.lower() == b"bearer" and value.strip():
-            return value.strip().decode("latin-1")
+            bearer = value.strip()
     key = ctx.header(b"x-api-key")
     if key is not None and key.strip():
-        return key.strip().decode("latin-1")
-    return None
+        if bearer is not None and bearer != key.strip():
+            raise BadRequest(TWO_CREDENTIALS)
+        bearer = key.strip()
+    return bearer.decode("latin-1") if bearer is not None else None
 
 
 class AuthenticatePolicy(Policy):

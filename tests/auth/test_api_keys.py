@@ -184,3 +184,25 @@ def test_unreachable_store_fails_closed(auth_config, redis_server, start_gateway
         redis_server.start()
     # Back (this Redis keeps nothing on disk, so the key is gone): answers resume.
     wait_status(gw.client, 401, "/v1/sentiment", bearer(key), within=2.0)
+
+
+def test_authorization_and_x_api_key_must_agree(auth_config, backend, start_gateway, tmp_path):
+    gw = start_gateway()
+    key_a, _ = make_key(tmp_path / "data", "demo")
+    key_b, _ = make_key(tmp_path / "data", "everything")
+    assert wait_status(gw.client, 200, "/v1/sentiment", bearer(key_b)) < 1.0
+    before = len(backend.requests)
+    r = gw.client.post("/v1/sentiment", headers={**bearer(key_a), "X-API-Key": key_b})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert "X-API-Key" in body["detail"] and body["request_id"] == r.headers["x-request-id"]
+    assert key_a not in r.text and key_b not in r.text
+    assert len(backend.requests) == before  # refused before the upstream
+    # The same credential in both headers is one credential.
+    r = gw.client.post("/v1/sentiment", headers={**bearer(key_a), "X-API-Key": key_a})
+    assert r.status_code == 200, r.text
+    # A non-Bearer Authorization (a proxy's Basic, say) does not conflict with the key.
+    r = gw.client.post("/v1/sentiment", headers={"Authorization": "Basic eDp5",
+                                                 "X-API-Key": key_a})
+    assert r.status_code == 200, r.text
