@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,9 +63,17 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         code = cli_main(list(args))
         out = capsys.readouterr()
         assert (code == 0) == ok, out.err
-        return out.out if ok else out.err
+        return _without_log_lines(out.out if ok else out.err)
 
     return run
+
+
+# A gateway serving from a thread of this process logs to the same captured stdout.
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[.*\n?", re.MULTILINE)
+
+
+def _without_log_lines(text: str) -> str:
+    return _LOG_LINE.sub("", text)
 
 
 def put_key_record(data_dir: Path, record: ApiKeyRecord) -> None:

@@ -56,11 +56,8 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
     key_id, key_secret = key.removeprefix("gw_").split("_", 1)
     gw = GatewayProcess({"GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "info",
                          "GATEWAY_DATA_DIR": str(tmp_path / "data")}, tmp_path).start()
-    # Authorization wins; the X-API-Key and the cookie ride along and must not leak either.
-    credentials = {
-        "Authorization": f"Bearer {key}", "X-API-Key": SECRETS[1],
-        "Cookie": f"session={SECRETS[2]}",
-    }
+    # The cookie rides along and must not leak either.
+    credentials = {"Authorization": f"Bearer {key}", "Cookie": f"session={SECRETS[2]}"}
     sent: dict[str, int] = {}
     try:
         with httpx.Client(base_url=gw.url, timeout=10) as client:
@@ -79,10 +76,13 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
             call("req-made-up", "/api/x", **{"X-Request-ID": "bad id with spaces"})
             # The real key's id with a wrong secret: refused, and its line logged too.
             call("req-bad-key", "/api/y", Authorization=f"Bearer gw_{key_id}_{SECRETS[0]}")
+            # A second, different credential in X-API-Key: refused, and not logged.
+            call("req-two-keys", "/api/z", **{"X-API-Key": SECRETS[1]})
     finally:
         gw.stop()
     assert sent["req-ok"] == 200 and sent["req-flaky"] == 502 and sent["req-404"] == 404
     assert sent["req-made-up"] == 200 and sent["req-bad-key"] == 401
+    assert sent["req-two-keys"] == 400
 
     text = gw.log_path.read_text()
     assert key_secret not in text, "the API key's secret reached the log"
