@@ -71,7 +71,7 @@ def test_a_configured_issuer_is_checked_exactly(auth_config, start_gateway, cli,
     gw = start_gateway(**overrides)
     out = dict(line.split("=", 1) for line in cli(
         "clients", "create", "--tenant", "demo", "--scopes", "sentiment").split())
-    key = gw.app.state.auth.signing.active
+    key = gw.app.auth.signing.active
     now = int(time.time())
     token = jwt.encode(
         {"iss": "http://127.0.0.1:1", "sub": out["CLIENT_ID"], "aud": "ai-gateway",
