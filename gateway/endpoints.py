@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.config.reserved import is_reserved
+from gateway.config.reserved import RESERVED_EXACT, RESERVED_PREFIXES, is_reserved
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, send_problem
 
 log = structlog.get_logger("gateway")
@@ -83,10 +83,10 @@ class GatewayDispatch:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        endpoint = self.endpoints.get(path)
-        if endpoint is None and not is_reserved(path):
-            await self.proxy(scope, receive, send)
+        if path not in RESERVED_EXACT and not path.startswith(RESERVED_PREFIXES):
+            await self.proxy(scope, receive, send)  # is_reserved, inline: the hot path
             return
+        endpoint = self.endpoints.get(path)
         request_id: str = scope.get("state", {}).get("request_id", "")
         if endpoint is None and self.templates:
             endpoint = self._template(scope, path)

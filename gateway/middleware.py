@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.config.reserved import is_reserved
+from gateway.config.reserved import RESERVED_EXACT, RESERVED_PREFIXES
 from gateway.context import RequestContext
 from gateway.logging import write_access
 from gateway.metrics import GatewayMetrics
@@ -85,7 +85,8 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        control = is_reserved(scope["path"])
+        path = scope["path"]  # the gateway's own paths (`is_reserved`, inline)
+        control = path in RESERVED_EXACT or path.startswith(RESERVED_PREFIXES)
         if metrics is not None and not control:  # a scrape does not count itself in flight
             metrics.active += 1
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 
@@ -104,7 +104,9 @@ class UpstreamClient:
             attempts = ctx.attempts
             started = time.perf_counter()
             try:
-                response = await self._send_once(ctx, target.url + path, headers, body)
+                response = await self.transport.send(UpstreamRequest(
+                    ctx.method, target.url + path, headers, body, ctx.route.connect_timeout,
+                    ctx.route.total_timeout))
             except AttemptFailed as exc:
                 failure = exc.failure
             else:
@@ -126,12 +128,6 @@ class UpstreamClient:
             log.info("upstream_retry", target=target.url, attempt=attempt, reason=failure.kind)
             await asyncio.sleep(backoff_delay(plan, attempt - 1, self.rng()))
 
-    def _send_once(self, ctx: RequestContext, url: str, headers: list[tuple[str, str]],
-                   body: Body) -> Awaitable[ProxyResponse]:
-        route = ctx.route
-        return self.transport.send(UpstreamRequest(
-            ctx.method, url, headers, body, route.connect_timeout, route.total_timeout))
-
     # -- shadow traffic ----------------------------------------------------------------
 
     def _start_shadow(self, ctx: RequestContext, group: CompiledGroup, path: str,
@@ -151,7 +147,9 @@ class UpstreamClient:
         if target is None:
             return
         try:
-            response = await self._send_once(ctx, target.url + path, headers, body)
+            response = await self.transport.send(UpstreamRequest(
+                ctx.method, target.url + path, headers, body, ctx.route.connect_timeout,
+                ctx.route.total_timeout))
             if response.release is not None:
                 await response.release()
             ok = response.status < 500

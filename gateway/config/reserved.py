@@ -17,13 +17,14 @@ from __future__ import annotations
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RESERVED_PREFIXES = ("/oauth/", "/.well-known/")
-# A namespace's own root (/oauth) is reserved too.
-_ROOTS = frozenset(p.rstrip("/") for p in RESERVED_PREFIXES)
+# With each namespace's own root (/oauth): a path is reserved when it is in RESERVED_EXACT
+# or starts with a prefix, two checks the per-request callers make inline.
+RESERVED_EXACT = RESERVED_PATHS | {p.rstrip("/") for p in RESERVED_PREFIXES}
 
 
 def is_reserved(path: str) -> bool:
     """Whether `path` belongs to the gateway rather than to any route."""
-    return path in RESERVED_PATHS or path.startswith(RESERVED_PREFIXES) or path in _ROOTS
+    return path in RESERVED_EXACT or path.startswith(RESERVED_PREFIXES)
 
 
 def shadowed_reserved(path: str | None, prefix: str | None) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import Forbidden, InsufficientScope, RateLimited
+from gateway.middleware import _access_fields
 from gateway.pipeline import run_pipeline
 from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
@@ -34,6 +35,9 @@ def test_rate_limit_charges_then_refuses_with_retry_after(tmp_path: Path) -> Non
             try:
                 await policy.on_request(ctx)
                 seen.append(ctx.rate_limit_remaining)
+                # The access line takes it from the context, not from the header bytes.
+                line = _access_fields({"state": {}}, ctx, 200, 0.001)
+                assert line["rate_limit_remaining"] == ctx.rate_limit_remaining
             except RateLimited as exc:
                 seen.append(exc)
                 assert dict(ctx.response_headers)[b"ratelimit-remaining"] == b"0"
