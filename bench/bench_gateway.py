@@ -102,6 +102,8 @@ def start_setup(name: str, up_port: int) -> tuple[subprocess.Popen[bytes], int, 
 
 
 def full_path(seconds: float, rounds: int) -> None:
+    # Other work on this machine moves every figure: say how busy it was.
+    load_before = os.getloadavg()[0]
     upstream, up_port = fake_upstream()
     gateways: dict[str, tuple[subprocess.Popen[bytes], int, dict[str, str]]] = {}
     runs: dict[tuple[str, int], list[Result]] = {}
@@ -130,6 +132,8 @@ def full_path(seconds: float, rounds: int) -> None:
     finally:
         stop(*(g[0] for g in gateways.values()), upstream)
     _summary(runs, rounds)
+    print(f"1-minute load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+          f"({os.cpu_count()} cores)")
 
 
 def _summary(runs: dict[tuple[str, int], list[Result]], rounds: int) -> None:
