@@ -59,10 +59,26 @@ class ConfigError(GatewayError):
     type = "config-error"
     title = "Configuration refused"
 
-    def __init__(self, file: str, line: int | None, field: str, message: str):
+    def __init__(self, file: str, line: int | None, field: str, message: str,
+                 *, others: tuple[ConfigError, ...] = ()):
         self.file, self.line, self.field, self.message = file, line, field, message
+        self.others = others  # the further problems found in the same load
         where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {field}: {message}")
+        self.text = f"{where}: {field}: {message}"
+        more = f" (and {len(others)} more problem{'s' * (len(others) > 1)})" if others else ""
+        super().__init__(self.text + more)
+
+    @property
+    def problems(self) -> tuple[ConfigError, ...]:
+        """Every problem, this one first; each reads `file:line: field: message`."""
+        return (ConfigError(self.file, self.line, self.field, self.message), *self.others)
+
+    @classmethod
+    def of(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error carrying every problem of `errors` (which may carry several each)."""
+        flat = [p for e in errors for p in e.problems]
+        first = flat[0]
+        return cls(first.file, first.line, first.field, first.message, others=tuple(flat[1:]))
 
 
 class BadRequest(GatewayError):

@@ -2,7 +2,8 @@
 
     load_config(routes_path, policies_dir) -> RuntimeConfig   # or raises ConfigError
 
-Every problem is a `ConfigError` naming the file, the line and the field. The same
+Every problem is a `ConfigError` naming the file, the line and the field; one load
+reports all of them (`ConfigError.problems`). The same
 function serves start-up, hot reload and `gateway check`, so they can never disagree.
 """
 
@@ -34,11 +35,20 @@ RESERVED_PATH = ("{path!r} is reserved for the gateway's own endpoints "
 def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
     """Parse and validate routes.yaml, including references between its entries."""
     doc, lines = read_model(path, RoutesFile)
+    problems = _reference_problems(path, doc, lines)
+    if problems:
+        raise ConfigError.of(problems)
+    return doc, lines
+
+
+def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[ConfigError]:
+    """What pydantic cannot see: names that must be unique, groups that must exist."""
+    problems: list[ConfigError] = []
     seen: set[str] = set()
     for i, route in enumerate(doc.routes):
         if route.name in seen:
-            raise field_error(path, lines, ("routes", i, "name"),
-                              f"duplicate route name {route.name!r}")
+            problems.append(field_error(path, lines, ("routes", i, "name"),
+                                        f"duplicate route name {route.name!r}"))
         seen.add(route.name)
         taken = shadowed_reserved(route.match.path, route.match.prefix)
         if taken is not None:
@@ -53,50 +63,77 @@ def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
             refs.append((("routes", i, "shadow", "upstream"), route.shadow.upstream))
         for loc, name in refs:
             if name not in doc.upstreams:
-                raise field_error(path, lines, loc, f"unknown upstream group {name!r}")
+                problems.append(field_error(path, lines, loc,
+                                            f"unknown upstream group {name!r}"))
         chain = [route.upstream, *route.fallbacks]
         if len(set(chain)) != len(chain):
-            raise field_error(path, lines, ("routes", i, "fallbacks"),
-                              "a group appears twice in the fallback chain")
-    return doc, lines
+            problems.append(field_error(path, lines, ("routes", i, "fallbacks"),
+                                        "a group appears twice in the fallback chain"))
+    return problems
 
 
-def _load_policies(policies_dir: Path | None, route_names: set[str]
-                   ) -> tuple[TiersFile, TenantsFile]:
-    """policies/tiers.yaml and policies/tenants.yaml; a missing file means none defined."""
-    tiers, tenants = TiersFile(), TenantsFile()
-    if policies_dir is None:
-        return tiers, tenants
-    tiers_path, tenants_path = policies_dir / "tiers.yaml", policies_dir / "tenants.yaml"
-    if tiers_path.exists():
-        tiers, lines = read_model(tiers_path, TiersFile)
-        for name, tier in tiers.tiers.items():
-            for route in tier.routes:
-                if route not in route_names:
-                    raise field_error(tiers_path, lines, ("tiers", name, "routes", route),
-                                      f"unknown route {route!r}")
-    if tenants_path.exists():
-        tenants, lines = read_model(tenants_path, TenantsFile)
-        for tid, tenant in tenants.tenants.items():
-            if tenant.tier is not None and tenant.tier not in tiers.tiers:
-                raise field_error(tenants_path, lines, ("tenants", tid, "tier"),
-                                  f"unknown tier {tenant.tier!r}")
-            for i, route in enumerate(tenant.routes):
-                if route != "*" and route not in route_names:
-                    raise field_error(tenants_path, lines, ("tenants", tid, "routes", i),
-                                      f"unknown route {route!r}")
-            for route in tenant.overrides.routes:
-                if route not in route_names:
-                    raise field_error(tenants_path, lines,
-                                      ("tenants", tid, "overrides", "routes", route),
-                                      f"unknown route {route!r}")
-    return tiers, tenants
+def _check_tiers(path: Path, route_names: set[str] | None, problems: list[ConfigError]
+                 ) -> TiersFile | None:
+    try:
+        tiers, lines = read_model(path, TiersFile)
+    except ConfigError as exc:
+        problems.append(exc)
+        return None
+    for name, tier in tiers.tiers.items():
+        for route in tier.routes:
+            if route_names is not None and route not in route_names:
+                problems.append(field_error(path, lines, ("tiers", name, "routes", route),
+                                            f"unknown route {route!r}"))
+    return tiers
+
+
+def _check_tenants(path: Path, route_names: set[str] | None, tiers: TiersFile | None,
+                   problems: list[ConfigError]) -> TenantsFile | None:
+    try:
+        tenants, lines = read_model(path, TenantsFile)
+    except ConfigError as exc:
+        problems.append(exc)
+        return None
+    for tid, tenant in tenants.tenants.items():
+        if tiers is not None and tenant.tier is not None and tenant.tier not in tiers.tiers:
+            problems.append(field_error(path, lines, ("tenants", tid, "tier"),
+                                        f"unknown tier {tenant.tier!r}"))
+        if route_names is None:  # routes.yaml did not load: route names cannot be checked
+            continue
+        for i, route in enumerate(tenant.routes):
+            if route != "*" and route not in route_names:
+                problems.append(field_error(path, lines, ("tenants", tid, "routes", i),
+                                            f"unknown route {route!r}"))
+        for route in tenant.overrides.routes:
+            if route not in route_names:
+                problems.append(field_error(path, lines,
+                                            ("tenants", tid, "overrides", "routes", route),
+                                            f"unknown route {route!r}"))
+    return tenants
 
 
 def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeConfig:
-    """Load, validate and compile everything; raises ConfigError on the first problem."""
-    doc, _ = load_routes(routes_path)
-    tiers, tenants = _load_policies(policies_dir, {r.name for r in doc.routes})
+    """Load, validate and compile everything; raises one ConfigError naming every problem
+    found (each file is checked even when another one failed)."""
+    problems: list[ConfigError] = []
+    doc: RoutesFile | None = None
+    try:
+        doc, lines = read_model(routes_path, RoutesFile)
+        problems += _reference_problems(routes_path, doc, lines)
+    except ConfigError as exc:
+        problems.append(exc)
+    route_names = {r.name for r in doc.routes} if doc is not None else None
+    tiers: TiersFile | None = TiersFile()
+    tenants: TenantsFile | None = TenantsFile()
+    if policies_dir is not None:  # a missing policies file means none defined
+        tiers_path, tenants_path = policies_dir / "tiers.yaml", policies_dir / "tenants.yaml"
+        if tiers_path.exists():
+            tiers = _check_tiers(tiers_path, route_names, problems)
+        if tenants_path.exists():
+            tenants = _check_tenants(tenants_path, route_names, tiers, problems)
+    if problems:
+        raise ConfigError.of(problems)
+    assert doc is not None and tiers is not None and tenants is not None
     groups: dict[str, CompiledGroup] = {
         name: compile_group(name, spec) for name, spec in doc.upstreams.items()
     }

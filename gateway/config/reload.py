@@ -67,8 +67,9 @@ class ConfigReloader:
         except ConfigError as exc:
             self.holder.reload_failures += 1
             self.holder.last_error = str(exc)
-            log.error("config_reload_refused", file=exc.file, line=exc.line,
-                      field=exc.field, problem=exc.message)
+            for problem in exc.problems:  # one line each, so none hides behind another
+                log.error("config_reload_refused", file=problem.file, line=problem.line,
+                          field=problem.field, problem=problem.message)
             if self.on_reload:
                 self.on_reload(None, exc)
             return False

@@ -143,3 +143,56 @@ def test_check_command_exit_codes(tmp_path):
     assert res.returncode == 2
     assert f"{bad}:8: upstreams.main.targets[1].weight:" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_check_prints_every_problem_of_every_file(tmp_path, capsys):
+    from gateway.cli import main
+
+    text = (GOOD.replace("weight: 10", "weight: -1")
+            .replace("rewrite: /predict", "rewrite: predict")
+            .replace("    upstream: backup\n", "    upstream: backup\n    retires: 3\n"))
+    routes = write(tmp_path, text)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "tiers.yaml").write_text("tiers:\n  free:\n    rate: ten a minute\n")
+    (policies / "tenants.yaml").write_text("tenants:\n  acme:\n    tier: gold\n")
+    assert main(["check", str(routes), "--policies-dir", str(policies)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:-1] == [
+        f"{routes}:8: upstreams.main.targets[1].weight: "
+        "Input should be greater than or equal to 0",
+        f"{routes}:16: routes[0].rewrite: rewrite paths start with '/'",
+        f"{routes}:24: routes[2].retires: unknown field",
+        f"{policies}/tiers.yaml:3: tiers.free.rate: "
+        "'ten a minute' is not in limits notation, e.g. '100/minute; 5000/day'",
+    ]  # tenants.yaml's tier is not checked against a tiers.yaml that did not load
+    assert lines[-1] == "error: 4 problems; the config was not loaded"
+
+
+def test_cross_references_are_all_reported_too(tmp_path):
+    text = GOOD.replace("upstream: backup\n", "upstream: nowhere\n").replace(
+        "fallbacks: [backup]", "fallbacks: [gone]")
+    routes = write(tmp_path, text)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "tenants.yaml").write_text("tenants:\n  acme:\n    routes: [exact, nope]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(routes, policies)
+    assert [(p.line, p.field) for p in exc.value.problems] == [
+        (15, "routes[0].fallbacks[0]"), (23, "routes[2].upstream"),
+        (3, "tenants.acme.routes[1]")]
+    assert str(exc.value).endswith("(and 2 more problems)")
+
+
+def test_environment_variables_in_values(tmp_path, monkeypatch):
+    text = GOOD.replace("http://127.0.0.1:9003", "http://127.0.0.1:${BACKUP_PORT:-9003}")
+    monkeypatch.delenv("BACKUP_PORT", raising=False)
+    path = write(tmp_path, text)
+    assert load_config(path).groups["backup"].targets[0].url == "http://127.0.0.1:9003"
+    monkeypatch.setenv("BACKUP_PORT", "9103")
+    assert load_config(path).groups["backup"].targets[0].url == "http://127.0.0.1:9103"
+    write(tmp_path, GOOD.replace("http://127.0.0.1:9003", "http://${BACKUP_HOST}:9003"))
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert (exc.value.line, exc.value.field) == (10, "upstreams.backup.targets[0].url")
+    assert "environment variable BACKUP_HOST is not set" in exc.value.message
