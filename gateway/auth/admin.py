@@ -2,8 +2,8 @@
 
     gateway keys create --tenant ID [--name N] [--scopes a,b] [--expires-in 30d]
     gateway keys list [--tenant ID]
-    gateway keys revoke KEY_ID
-    gateway keys rotate KEY_ID [--grace 24h]
+    gateway keys revoke KEY_ID|KEY
+    gateway keys rotate KEY_ID|KEY [--grace 24h]
     gateway clients create --tenant ID --scopes a,b [--name N]
     gateway clients list [--tenant ID]
     gateway clients revoke CLIENT_ID
@@ -12,7 +12,9 @@
 They use the same store as the server (the file in GATEWAY_DATA_DIR, or Redis when
 GATEWAY_REDIS_URL is set), and a serving gateway sees the change within a second.
 Secrets go to stdout once, alone, so `KEY=$(gateway keys create --tenant demo)` works;
-everything else goes to stderr.
+everything else goes to stderr. No message ever repeats what the operator typed unless it
+is a well-formed id: a key given whole (`revoke $KEY`) is named by its id only, and an
+argument that is neither an id nor a key is refused without being echoed.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from gateway.auth.api_keys import ALL_SCOPES, issue_key, rotate_key
+from gateway.auth.api_keys import (
+    ALL_SCOPES,
+    KEY_ID_LENGTH,
+    KEY_PREFIX,
+    issue_key,
+    rotate_key,
+    split_key,
+)
 from gateway.auth.key_store import KeyStore, open_key_store
-from gateway.auth.oauth_clients import issue_client
+from gateway.auth.oauth_clients import CLIENT_ID_PREFIX, issue_client
 from gateway.auth.service import signing_key_path
 from gateway.auth.signing_keys import SigningKeys
 from gateway.config import load_config
@@ -55,6 +64,31 @@ def _scopes_arg(text: str) -> tuple[str, ...]:
     if not scopes:
         raise argparse.ArgumentTypeError("give at least one scope")
     return scopes
+
+
+_KEY_ID = re.compile(rf"[a-z2-7]{{{KEY_ID_LENGTH}}}")
+_CLIENT_ID = re.compile(rf"{CLIENT_ID_PREFIX}[a-z2-7]{{{KEY_ID_LENGTH}}}")
+NOT_A_KEY_ID = ("that is neither a key id nor a key (give the ID that `gateway keys list` "
+                "shows, or the whole key); it is not repeated here in case it is a secret")
+NOT_A_CLIENT_ID = ("that is not a client id (gwc_ followed by 12 characters, as `gateway "
+                   "clients list` shows); it is not repeated here in case it is a secret")
+
+
+def key_id_of(text: str) -> str:
+    """The key id in a key id, `gw_<id>`, or a whole key; UsageError (never echoing)."""
+    parts = split_key(text)
+    if parts is not None:
+        return parts[0]
+    candidate = text.removeprefix(KEY_PREFIX).rstrip("_")
+    if _KEY_ID.fullmatch(candidate):
+        return candidate
+    raise UsageError(NOT_A_KEY_ID)
+
+
+def client_id_of(text: str) -> str:
+    if _CLIENT_ID.fullmatch(text):
+        return text
+    raise UsageError(NOT_A_CLIENT_ID)
 
 
 def _when(t: float | None) -> str:
@@ -115,17 +149,19 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     async def revoke(store: KeyStore) -> int:
-        record = store.key(args.key_id)
+        key_id = key_id_of(args.key)
+        record = store.key(key_id)
         if record is None:
-            raise UsageError(f"no key {args.key_id!r}")
+            raise UsageError(f"no key with id {key_id}")
         await store.put_key(replace(record, revoked=record.revoked or time.time()))
         print(f"revoked key {record.key_id}", file=sys.stderr)
         return 0
 
     async def rotate(store: KeyStore) -> int:
-        old = store.key(args.key_id)
+        key_id = key_id_of(args.key)
+        old = store.key(key_id)
         if old is None or old.state(time.time()) != "active":
-            raise UsageError(f"no active key {args.key_id!r}")
+            raise UsageError(f"no active key with id {key_id}")
         key, successor, retired = rotate_key(old, args.grace)
         await store.put_key(successor)
         await store.put_key(retired)
@@ -157,9 +193,10 @@ def cmd_clients(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     async def revoke(store: KeyStore) -> int:
-        record = store.client(args.client_id)
+        client_id = client_id_of(args.client_id)
+        record = store.client(client_id)
         if record is None:
-            raise UsageError(f"no client {args.client_id!r}")
+            raise UsageError(f"no client {client_id}")
         await store.put_client(replace(record, revoked=record.revoked or time.time()))
         print(f"revoked client {record.client_id}", file=sys.stderr)
         return 0
@@ -192,9 +229,9 @@ def add_commands(sub: Any, run: Callable[[Callable[..., int]], Callable[..., int
     p = ks.add_parser("list", help="list keys (never their secrets)")
     p.add_argument("--tenant")
     p = ks.add_parser("revoke", help="stop a key at once")
-    p.add_argument("key_id")
+    p.add_argument("key", metavar="KEY_ID", help="its id, or the whole key")
     p = ks.add_parser("rotate", help="issue a successor; the old key lives for --grace")
-    p.add_argument("key_id")
+    p.add_argument("key", metavar="KEY_ID", help="its id, or the whole key")
     p.add_argument("--grace", type=parse_duration, default=86400.0, help="default 24h")
     keys.set_defaults(func=run(cmd_keys))
 

@@ -139,6 +139,41 @@ def test_cli_refuses_unknown_tenant_and_scope(auth_config, cli):
     assert "no key" in cli("keys", "revoke", "abcdefghijkl", ok=False)
 
 
+def test_no_cli_answer_repeats_a_secret(auth_config, cli, capsys):
+    from gateway.cli import main
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    key = cli("keys", "create", "--tenant", "demo").strip()
+    key_id, secret = split_key(key)
+    other = cli("keys", "create", "--tenant", "demo").strip()
+    # The whole key works in place of its id, and only the id is printed.
+    code, said = run("keys", "rotate", other)
+    assert code == 0 and split_key(other)[0] in said and split_key(other)[1] not in said
+    code, said = run("keys", "revoke", key)
+    assert code == 0 and said.strip() == f"revoked key {key_id}"
+    assert "revoked" in cli("keys", "list")
+    # Refusals name the id at most: a well-formed key of no record, a pasted secret.
+    stranger = issue_key("demo")[0]
+    code, said = run("keys", "revoke", stranger)
+    assert code == 1 and split_key(stranger)[0] in said and split_key(stranger)[1] not in said
+    for typo in (secret, key[:-1].replace("_", "-"), "gw_" + secret):
+        for action in ("revoke", "rotate"):
+            code, said = run("keys", action, typo)
+            assert code == 1 and "neither a key id nor a key" in said
+            assert secret[:20] not in said
+    client = dict(line.split("=", 1) for line in cli(
+        "clients", "create", "--tenant", "demo", "--scopes", "sentiment").split())
+    code, said = run("clients", "revoke", client["CLIENT_SECRET"])
+    assert code == 1 and client["CLIENT_SECRET"] not in said and "not a client id" in said
+    code, said = run("clients", "revoke", client["CLIENT_ID"])
+    assert code == 0 and said.strip() == f"revoked client {client['CLIENT_ID']}"
+
+
 @pytest.mark.slow
 def test_redis_store_two_replicas(auth_config, redis_env, tmp_path, monkeypatch, cli):
     from tests.processes import GatewayProcess
