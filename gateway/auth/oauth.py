@@ -191,6 +191,8 @@ class OAuthEndpoints:
             credentials = presented_client(authorization, form)
         except OAuth2Error as error:
             return self.server.error_response(error, request_id)
+        # A client created a moment ago may not be in the snapshot yet: re-check first.
+        await self.auth.recheck_client(credentials.client_id)
         oauth_request = _FormRequest(self.auth.settings.issuer_url + TOKEN_PATH,
                                      request.headers, form, credentials, request_id)
         response: Response = self.server.create_token_response(oauth_request)

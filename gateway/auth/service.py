@@ -119,14 +119,27 @@ class AuthService:
         store = self._live_store()
         parts = split_key(presented)
         if parts is not None and store.key(parts[0]) is None:
-            now = time.monotonic()
-            if now - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
-                self._last_miss_refresh = now
-                with contextlib.suppress(ServiceUnavailable):
-                    await store.refresh()
+            await self._refresh_after_miss(store)
         record = verify_key(presented, store.key, time.time())
         return Principal(tenant_id=record.tenant_id, credential_id=record.key_id,
                          kind="api_key", scopes=frozenset(record.scopes))
+
+    async def _refresh_after_miss(self, store: KeyStore) -> None:
+        """Re-check the store for an id the snapshot lacks (at most every 100 ms, so a
+        flood of unknown ids costs one check per interval, not one each)."""
+        now = time.monotonic()
+        if now - self._last_miss_refresh >= MISS_REFRESH_INTERVAL:
+            self._last_miss_refresh = now
+            with contextlib.suppress(ServiceUnavailable):
+                await store.refresh()
+
+    async def recheck_client(self, client_id: str | None) -> None:
+        """Before a token request: an unknown client id re-checks the store at once, so a
+        client used right after `gateway clients create` works without waiting for the
+        next poll (the token endpoint's lookups themselves are synchronous)."""
+        store = self.store
+        if client_id and store is not None and store.client(client_id) is None:
+            await self._refresh_after_miss(store)
 
     async def verify_token(self, token: str) -> Principal:
         return await self.verifier.verify(token)

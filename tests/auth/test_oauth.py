@@ -9,6 +9,7 @@ import time
 import jwt
 import pytest
 
+from gateway.auth.service import MISS_REFRESH_INTERVAL
 from tests.auth.conftest import bearer, wait_status
 
 TOKEN = "/oauth/token"
@@ -66,6 +67,27 @@ def test_token_success_basic_and_form_and_use(gw, cli):
     r = gw.client.post("/v1/classify", headers=bearer(narrow))
     assert r.status_code == 403
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+
+
+def test_a_new_client_gets_a_token_at_once(auth_config, start_gateway, cli):
+    # The slowest poll allowed, so only the re-check on an unknown client can explain
+    # a token issued straight after `clients create`, every time.
+    gw = start_gateway(key_cache_ttl=0.5)
+    for _ in range(3):
+        time.sleep(MISS_REFRESH_INTERVAL)  # the re-checks' own rate limit
+        client_id, secret = _client(cli, scopes="sentiment")
+        r = _token(gw, client_id, secret)
+        assert r.status_code == 200, r.text
+
+
+def test_an_unknown_client_is_called_unknown(gw, cli):
+    client_id, _ = _client(cli, scopes="sentiment")
+    for r in (_token(gw, client_id, "wrong"), _token(gw, "gwc_nobody", "x"),
+              gw.client.post(TOKEN, data={"grant_type": "client_credentials",
+                                          "client_id": "gwc_nobody", "client_secret": "x"})):
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+        assert r.json()["error_description"] == "unknown client, or a wrong client secret"
+        assert "methods" not in r.text
 
 
 def test_token_errors(gw, cli):
