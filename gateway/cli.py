@@ -2,7 +2,8 @@
 
     gateway serve [--host H] [--port P] [--workers N] [--routes-file F]
     gateway check [ROUTES_FILE] [--policies-dir D]
-    gateway dev   [--port P]      # the gateway plus the bundled inference services
+    gateway dev   [--port P] [--ml-ports A,B]   # plus the bundled services (gateway/dev.py)
+    gateway init  [DIR] [--force]   # a starting routes.yaml and policies/ (gateway/scaffold.py)
     gateway keys | clients | signing-key ...   # credentials (see gateway/auth/admin.py)
 """
 
@@ -10,20 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from gateway import dev, scaffold
 from gateway.errors import ConfigError, ServiceUnavailable
 from gateway.settings import Settings
 
-# The bundled services `gateway dev` starts: (module, port env, default port).
-BUNDLED_SERVICES = (
-    ("ml_services.sentiment", 8101),
-    ("ml_services.classify", 8102),
-)
+WORKERS_WITHOUT_REDIS = (
+    "--workers {n} without GATEWAY_REDIS_URL: each worker counts rate limits, quotas and "
+    "in-flight caps on its own, so a tenant gets up to {n}x its limits (and each worker "
+    "caches alone); set GATEWAY_REDIS_URL to share them (docs/rate-limits.md)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -43,16 +41,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**_overrides(args))  # type: ignore[arg-type]
 
 
+def report_config_error(exc: ConfigError) -> None:
+    """Every problem on its own line, `file:line: field: message`, then what to do."""
+    for problem in exc.problems:
+        print(problem.text, file=sys.stderr)
+    if any(p.field == "(file)" and p.message == "file not found" and
+           p.file.endswith("routes.yaml") for p in exc.problems):
+        print(f"hint: {scaffold.INIT_HINT}", file=sys.stderr)
+    n = len(exc.problems)
+    print(f"error: {n} problem{'s' * (n > 1)}; the config was not loaded", file=sys.stderr)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.config import load_config
 
     settings = _settings(args)
     routes = Path(args.file) if args.file else settings.routes_file
-    try:
-        config = load_config(routes, settings.policies_dir)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(routes, settings.policies_dir)  # ConfigError: reported by main
     print(f"ok: {len(config.routes)} routes, {len(config.groups)} upstream groups "
           f"({', '.join(config.sources)})")
     return 0
@@ -65,12 +70,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logging import configure_logging
 
     settings = _settings(args)
-    configure_logging(settings.log_level, settings.log_format, buffered=True)
+    # Buffered only where the app's lifespan flushes it (the single-process server).
+    configure_logging(settings.log_level, settings.log_format,
+                      buffered=settings.workers == 1)
     common = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                   access_log=False, server_header=False, log_config=None,
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
                   proxy_headers=False)
     if settings.workers > 1:
+        if settings.redis_url is None:
+            import structlog
+
+            structlog.get_logger("gateway.cli").warning(
+                "workers_without_redis", workers=settings.workers,
+                message=WORKERS_WITHOUT_REDIS.format(n=settings.workers))
         # Worker processes rebuild settings from the environment (and .env): hand the
         # command-line flags down the same way.
         for key, value in _overrides(args).items():
@@ -86,47 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if made:
                 remove_multiprocess_dir(metrics_dir)
         return 0
-    try:
-        app = create_app(settings)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    app = create_app(settings)  # ConfigError: reported by main
     uvicorn.run(app, **common)  # type: ignore[arg-type]
     return 0
-
-
-def cmd_dev(args: argparse.Namespace) -> int:
-    """Start the bundled services as child processes, then the gateway in front of them."""
-    children = []
-    for module, port in BUNDLED_SERVICES:
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)]))
-    try:
-        _wait_for_ports([p for _, p in BUNDLED_SERVICES], timeout=60.0)
-        return cmd_serve(args)
-    finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
-def _wait_for_ports(ports: list[int], timeout: float) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    for port in ports:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bundled service on port {port} did not start") from None
-                time.sleep(0.1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_args(p := sub.add_parser("serve", help="run the gateway"))
     p.set_defaults(func=cmd_serve)
     serve_args(p := sub.add_parser("dev", help="run the gateway and the bundled services"))
-    p.set_defaults(func=cmd_dev)
+    dev.add_arguments(p)
+    p.set_defaults(func=lambda args: dev.cmd_dev(args, _settings, cmd_serve))
     p = sub.add_parser("check", help="validate routes.yaml and policies/ offline")
     p.add_argument("file", nargs="?", help="routes file (default: GATEWAY_ROUTES_FILE)")
     p.add_argument("--policies-dir")
     p.set_defaults(func=cmd_check)
+    scaffold.add_command(sub)
 
     from gateway.auth.admin import add_commands
 
@@ -165,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_config_error(exc)
         return 2
     except SettingsError as exc:  # a GATEWAY_* value that is not even JSON
         print(f"error: {exc}", file=sys.stderr)
@@ -179,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 reason = f"GATEWAY_{str(loc[0]).upper()}{inside}: {reason}"
             print(f"error: {reason}", file=sys.stderr)
         return 2
-    except (UsageError, ServiceUnavailable) as exc:
+    except (UsageError, ServiceUnavailable, dev.DevError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -31,6 +31,9 @@ def test_serve_with_two_workers_proxies(tmp_path, backend):
         gw.stop()
     log = gw.log_path.read_text()
     assert log.count("gateway_started") == 2, log[-2000:]
+    # Without Redis each worker counts limits alone: said loudly, once, at start-up.
+    assert log.count("workers_without_redis") == 1
+    assert "a tenant gets up to 2x its limits" in log
 
 
 @pytest.mark.parametrize(("url", "says"), [
