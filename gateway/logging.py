@@ -161,6 +161,25 @@ def flush_logs() -> None:
         _buffered.flush()
 
 
+class StdlibToStructlogHandler(logging.Handler):
+    """Hands each stdlib record (uvicorn's, asyncio's) to structlog, so it is rendered
+    by the one processor chain: `event`, `level`, `timestamp`, the request's context,
+    plus `logger` (the stdlib logger's name) and `exception` when there is one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(),
+                                                  **fields)
+            # Such records are few (start, stop, errors), and a worker process may end
+            # without running atexit: write them out now.
+            flush_logs()
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", buffered: bool = False) -> None:
     """Set the one processor chain for the process (and route stdlib logging through it).
 
@@ -195,20 +214,12 @@ def configure_logging(level: str = "info", fmt: str = "auto", buffered: bool = F
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
-    # Libraries (uvicorn, asyncio) log through stdlib: the same chain renders them, so a
-    # JSON deployment gets nothing but JSON lines, each with the request id when it has one.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.format_exc_info,
-               structlog.processors.JSONRenderer()] if json_output
-              else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]),
-        ],
-    ))
+    # Libraries (uvicorn, asyncio) log through stdlib: their records go down the same
+    # chain, renderer and (buffered) output, so every line has the same keys and format
+    # and stays in order with the gateway's own. uvicorn's access log is off (the
+    # gateway writes its own access line).
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [StdlibToStructlogHandler()]
     root.setLevel(level.upper())
     # httpx logs every control-path request (health checks, JWKS) at INFO.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, level_no))

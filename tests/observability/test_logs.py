@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import structlog
 
@@ -90,6 +91,14 @@ def test_every_line_of_a_request_has_its_id_and_no_secret(tmp_path: Path,
         assert secret not in text, f"a secret reached the log: {secret}"
     assert "SECRET" not in text  # not even a part of one
     lines = read_lines(gw.log_path)
+    # One chain renders every line, uvicorn's too: the same base keys, the same JSON
+    # (orjson's compact form), written in the order they were logged.
+    assert any(line.get("logger") == "uvicorn.error" for line in lines)
+    for raw, line in zip(text.splitlines(), lines, strict=True):
+        assert {"event", "level", "timestamp"} <= line.keys(), raw
+        assert raw == orjson.dumps(line).decode(), raw
+    stamps = [line["timestamp"] for line in lines]
+    assert stamps == sorted(stamps)
 
     ours = set(sent) - {"req-made-up"}
     by_request: dict[str, list[dict[str, Any]]] = {}
