@@ -3,10 +3,13 @@ observability tests run as plain processes (no Docker engine is needed for eithe
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from typing import Any
 
+import redis
 import yaml
 
 from gateway.config import load_config
@@ -99,3 +102,39 @@ def test_compose_routes_are_the_shipped_routes_on_service_names() -> None:
     hosts = {t.url for g in stack.groups.values() for t in g.targets}
     assert hosts == {"http://sentiment:8101", "http://classify:8102"}
 
+
+
+def test_redis_keeps_the_credentials_on_a_volume() -> None:
+    doc = compose()
+    redis = doc["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert "--save" not in command or command[command.index("--save") + 1] != ""
+    volume, target = redis["volumes"][0].split(":")[:2]
+    assert target == "/data" and volume in doc["volumes"]  # a named volume, not the image
+
+
+def test_the_readme_issues_a_key_inside_the_stack(redis_server, tmp_path) -> None:
+    command = "docker compose exec gateway gateway keys create --tenant demo"
+    assert command in (ROOT / "README.md").read_text()
+    # What that command runs in the gateway container: the service's environment, its
+    # mounts at their host paths, Redis at a throwaway one. The key lands in the store
+    # that every worker of the stack reads.
+    gateway = compose()["services"]["gateway"]
+    mounts = {v.split(":")[1]: str(ROOT / v.split(":")[0]) for v in gateway["volumes"]}
+    env = {k: mounts.get(v, v) for k, v in gateway["environment"].items()}
+    assert env.pop("GATEWAY_REDIS_URL") == "redis://redis:6379/0"
+    env |= {"GATEWAY_REDIS_URL": redis_server.url, "GATEWAY_DATA_DIR": str(tmp_path)}
+    argv = command.split()[command.split().index("exec") + 2:]
+    assert argv[0] == "gateway" and shutil.which("gateway", path=os.path.dirname(
+        sys.executable))
+    done = subprocess.run([sys.executable, "-m", "gateway", *argv[1:]], env={
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, **env},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    key_id = done.stdout.strip().split("_")[1]
+    stored = redis.Redis.from_url(redis_server.url)
+    try:
+        assert stored.hexists("gw:auth:keys", key_id)
+    finally:
+        stored.close()
