@@ -138,3 +138,15 @@ def test_the_readme_issues_a_key_inside_the_stack(redis_server, tmp_path) -> Non
         assert stored.hexists("gw:auth:keys", key_id)
     finally:
         stored.close()
+
+
+def test_the_image_copies_what_the_package_build_reads_before_it_runs() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = {project["readme"], *project["license-files"], "pyproject.toml"}
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    install = next(i for i, line in enumerate(lines) if "pip install" in line)
+    copied = {word for line in lines[:install] if line.startswith("COPY")
+              for word in line.split()[1:-1]}
+    assert needed <= copied, needed - copied
