@@ -42,7 +42,8 @@ def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
 
 
 def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[ConfigError]:
-    """What pydantic cannot see: names that must be unique, groups that must exist."""
+    """What pydantic cannot see: names that must be unique, groups that must exist, paths
+    that belong to the gateway."""
     problems: list[ConfigError] = []
     seen: set[str] = set()
     for i, route in enumerate(doc.routes):
@@ -53,8 +54,8 @@ def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[Con
         taken = shadowed_reserved(route.match.path, route.match.prefix)
         if taken is not None:
             kind = "path" if route.match.path is not None else "prefix"
-            raise field_error(path, lines, ("routes", i, "match", kind),
-                              RESERVED_PATH.format(path=taken))
+            problems.append(field_error(path, lines, ("routes", i, "match", kind),
+                                        RESERVED_PATH.format(path=taken)))
         refs: list[tuple[tuple[str | int, ...], str]] = [
             (("routes", i, "upstream"), route.upstream)
         ]
