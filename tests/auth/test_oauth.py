@@ -86,7 +86,7 @@ def test_an_unknown_client_is_called_unknown(gw, cli):
               gw.client.post(TOKEN, data={"grant_type": "client_credentials",
                                           "client_id": "gwc_nobody", "client_secret": "x"})):
         assert r.status_code == 401 and r.json()["error"] == "invalid_client"
-        assert r.json()["error_description"] == "unknown client, or a wrong client secret"
+        assert "unknown client" in r.json()["error_description"]
         assert "methods" not in r.text
 
 
