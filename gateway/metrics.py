@@ -143,6 +143,10 @@ class GatewayMetrics:
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused with 429.", ["route", "tenant"],
             registry=r)
+        self.client_disconnects = Counter(
+            "gateway_client_disconnects", "Requests whose client went away before the "
+            "answer started (logged as 499); their upstream calls were abandoned.",
+            route, registry=r)
         self.cache = Counter(
             "gateway_cache_requests", "Cache lookups by result (hit, miss, bypass).",
             ["route", "tenant", "result"], registry=r)
@@ -197,6 +201,8 @@ class GatewayMetrics:
                 self._tally.histogram(self.duration, (route,)))
         series[0].n += 1
         series[1].observe(seconds)
+        if status == 499:
+            self._tally.count(self.client_disconnects, (route,))
         if ctx is None:
             return
         if status == 429 or ctx.cache_status:

@@ -7,19 +7,24 @@ final chunk, so the client sees a truncated answer instead of a falsely complete
 Request bodies: a route that may send the body more than once (retries, fallbacks,
 shadow, cache key) reads it whole, bounded by its `max_body_bytes`; so do bodies with a
 small declared length. Others stream to the upstream as they arrive, counted on the way.
+
+A client that disconnects is noticed while its body is read, while the pipeline runs
+(`gateway.disconnect`: the request is cancelled, its cleanups run at once) and while a
+streamed answer is copied; the first two are logged with status 499, as nginx does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config.runtime import ConfigHolder
 from gateway.context import RequestContext
+from gateway.disconnect import DisconnectWatch, Task
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, send_problem
 from gateway.pipeline import Policy, PolicyPlan, run_pipeline
 from gateway.proxy_response import ProxyResponse
@@ -29,6 +34,7 @@ log = structlog.get_logger("gateway.proxy")
 
 # Bodies declaring at most this many bytes are read whole even on streaming routes.
 SMALL_BODY = 64 * 1024
+CLIENT_CLOSED = 499  # nginx's status for a client that left before its answer
 
 
 class ClientDisconnected(Exception):
@@ -43,12 +49,15 @@ class ProxyEndpoint:
         self.holder = holder
         self.plan = PolicyPlan(policies)
         self.upstream = upstream
+        self.disconnects = DisconnectWatch()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
         request_id: str = state.get("request_id", "")
         ctx = None
         started = False
+        task = asyncio.current_task()
+        assert task is not None  # every ASGI server runs each request in a task
         try:
             config = self.holder.current
             route, params = config.router.match(scope["method"], scope["path"])
@@ -60,8 +69,10 @@ class ProxyEndpoint:
                 started=time.perf_counter(),
             )
             state["ctx"] = ctx
-            body = await self._request_body(ctx, receive)
+            body = await self._request_body(ctx, receive, task)
             ctx.body = body if isinstance(body, bytes) else None
+            if not isinstance(body, BodyStream):
+                self.disconnects.arm(task, receive)  # a streamed body arms at its end
             try:
                 response = await run_pipeline(
                     self.plan.for_route(config, route), ctx,
@@ -71,10 +82,16 @@ class ProxyEndpoint:
                 if isinstance(body, BodyStream) and body.failure is not None:
                     raise body.failure from None
                 raise
+            finally:
+                self.disconnects.disarm(task)
             started = True
             await self._answer(ctx, response, receive, send)
         except ClientDisconnected:
-            pass
+            state["status"] = CLIENT_CLOSED
+        except asyncio.CancelledError:
+            if not self.disconnects.absorb(task):
+                raise
+            state["status"] = CLIENT_CLOSED  # nobody to answer; cleanups below run
         except Exception as exc:
             if not isinstance(exc, GatewayError):
                 # A bug, not a client's or upstream's fault: log it, answer a bare 500.
@@ -91,7 +108,7 @@ class ProxyEndpoint:
                     except Exception:
                         log.exception("cleanup_failed")
 
-    async def _request_body(self, ctx: RequestContext, receive: Receive
+    async def _request_body(self, ctx: RequestContext, receive: Receive, task: Task
                             ) -> bytes | BodyStream:
         limit = ctx.route.max_body_bytes
         declared = ctx.header(b"content-length")
@@ -108,7 +125,7 @@ class ProxyEndpoint:
         small = length is not None and length <= SMALL_BODY
         if small or ctx.route.replays_body:
             return await _read_whole(receive, limit)
-        return BodyStream(receive, limit)
+        return BodyStream(receive, limit, lambda: self.disconnects.arm(task, receive))
 
     async def _answer(self, ctx: RequestContext, response: ProxyResponse, receive: Receive,
                       send: Send) -> None:
@@ -158,8 +175,8 @@ class BodyStream:
     here too.
     """
 
-    def __init__(self, receive: Receive, limit: int):
-        self.receive, self.limit = receive, limit
+    def __init__(self, receive: Receive, limit: int, on_end: Callable[[], None]):
+        self.receive, self.limit, self.on_end = receive, limit, on_end
         self.failure: GatewayError | ClientDisconnected | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -177,6 +194,7 @@ class BodyStream:
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
+                self.on_end()  # receive() is free now: watch for a disconnect
                 return
 
 

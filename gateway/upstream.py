@@ -109,6 +109,9 @@ class UpstreamClient:
                     ctx.route.total_timeout))
             except AttemptFailed as exc:
                 failure = exc.failure
+            except asyncio.CancelledError:
+                self.health.abandon(target.url)
+                raise
             else:
                 if response.status < 500:
                     attempts.append(Attempt(group.name, target.url,

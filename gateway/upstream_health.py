@@ -68,6 +68,13 @@ class TargetHealth:
         if st is not None and st.open_until:
             st.probing = True
 
+    def abandon(self, url: str) -> None:
+        """The request to `url` was cancelled (its client left): if it was the probe, the
+        next request probes instead, rather than the circuit staying half-open for good."""
+        st = self.states.get(url)
+        if st is not None:
+            st.probing = False
+
     def record_success(self, url: str) -> None:
         st = self.states.get(url)
         if st is not None and (st.failures or st.open_until):
