@@ -61,7 +61,7 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
                     1.0, 2.5, 5.0, 10.0, 30.0)
 UNKNOWN = "unknown"      # tenant label of anyone not in policies/tenants.yaml
 UNMATCHED = "unmatched"  # route label of requests no route matched (404, 405)
-CONTROL = "control"      # route label of /healthz, /readyz, /metrics
+CONTROL = "control"      # route label of the gateway's own (reserved) paths
 CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 CACHE_RESULTS = frozenset({"HIT", "MISS", "BYPASS"})
 REFRESH_INTERVAL = 1.0  # seconds between state-gauge refreshes

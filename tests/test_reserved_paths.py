@@ -25,8 +25,11 @@ UNCLAIMED = ["/oauth", "/oauth/", "/oauth/authorize", "/.well-known", "/.well-kn
 
 
 def catch_all(tmp_path: Path, upstream: str) -> None:
-    """Every path to the backend, under /seen/ so the backend records each one it gets."""
+    """Every path to the backend, under /seen/ so the backend records each one it gets:
+    a catch-all prefix, and a one-segment template that would also take /healthz."""
     write_routes(tmp_path / "routes.yaml", {"main": {"targets": [{"url": upstream}]}}, [
+        {"name": "one-segment", "upstream": "main", "public": True,
+         "rewrite": "/seen/{name}", "match": {"path": "/{name}", "methods": METHODS}},
         {"name": "everything", "upstream": "main", "public": True, "rewrite": "/seen/",
          "match": {"prefix": "/", "methods": METHODS}},
     ])
@@ -61,6 +64,8 @@ def test_a_catch_all_route_cannot_capture_any_reserved_path_by_any_method(
     r = gw.client.post("/v1/predict", content=b"{}")
     assert r.status_code == 200 and r.json()["path"] == "/seen/v1/predict"
     assert backend.hits["/seen/v1/predict"] >= 1
+    r = gw.client.delete("/healthcheck")
+    assert r.status_code == 200 and r.json()["path"] == "/seen/healthcheck"
 
 
 def test_the_endpoints_answer_as_before_behind_a_catch_all(tmp_path, backend, start_gateway):
