@@ -1,16 +1,22 @@
-"""Single policies over memory stores and a fake transport: each decision on its own,
-with no server and no socket (the end-to-end tests are in tests/limits, tests/auth...)."""
+"""Single policies over memory stores (and the file key store) and a fake transport: each
+decision on its own, with no server and no socket (the end-to-end tests are in
+tests/limits, tests/auth...)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
-from gateway.errors import Forbidden, InsufficientScope, RateLimited
+from gateway.auth.api_keys import issue_key
+from gateway.auth.key_store import FileKeyStore
+from gateway.auth.service import AuthService
+from gateway.errors import Forbidden, InsufficientScope, RateLimited, Unauthenticated
 from gateway.middleware import _access_fields
 from gateway.pipeline import run_pipeline
+from gateway.pipeline.authenticate import AuthenticatePolicy
 from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
@@ -100,3 +106,37 @@ def test_cache_serves_a_hit_without_calling_the_upstream(tmp_path: Path) -> None
 
     assert asyncio.run(run()) == [("MISS", b"fresh"), ("HIT", b"fresh"), ("BYPASS", b"fresh")]
     assert len(transport.sent) == 2  # the miss and the bypass; the hit never left
+
+
+def test_authenticate_sets_the_principal_or_answers_401(tmp_path: Path) -> None:
+    cfg = config(tmp_path, [PRIVATE], tenants={"acme": {}, "off": {"enabled": False}})
+    settings = make_settings(tmp_path)
+    key, record = issue_key("acme", scopes=("read",))
+    off_key, off_record = issue_key("off")
+
+    async def run() -> None:
+        store = FileKeyStore(settings.data_dir / "credentials.json")
+        await store.put_key(record)
+        await store.put_key(off_record)
+        auth = AuthService(settings)
+        async with httpx.AsyncClient() as http:  # for external JWKS: none configured
+            await auth.start(None, http)
+            try:
+                policy = AuthenticatePolicy(auth)
+                ctx = context(cfg, "/api/x", headers={"X-API-Key": key})
+                await policy.on_request(ctx)
+                assert ctx.principal is not None
+                assert (ctx.principal.tenant_id, ctx.principal.scopes) == (
+                    "acme", frozenset({"read"}))
+                with pytest.raises(Unauthenticated) as none:
+                    await policy.on_request(context(cfg, "/api/x"))
+                assert none.value.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'
+                for bad in (key[:-2] + "xx", off_key, "not-a-key"):
+                    with pytest.raises(Unauthenticated) as info:
+                        await policy.on_request(context(
+                            cfg, "/api/x", headers={"Authorization": f"Bearer {bad}"}))
+                    assert 'error="invalid_token"' in info.value.headers["WWW-Authenticate"]
+            finally:
+                await auth.close()
+
+    asyncio.run(run())
