@@ -86,7 +86,7 @@ class _Service:
         return bool(self.tasks) and all(t.batcher.alive for t in self.tasks.values())
 
     def task(self, name: str | None) -> tuple[str, _Task]:
-        name = name or self.runner.default_task
+        name = self.runner.default_task if name is None else name  # "" is no task
         task = self.tasks.get(name)
         if task is None:
             known = ", ".join(sorted(self.tasks))
