@@ -24,6 +24,7 @@ deployment behind a TLS terminator sets `GATEWAY_TOKEN_ISSUER=https://...`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -59,6 +60,7 @@ from gateway.errors import PROBLEM_BASE
 log = structlog.get_logger("gateway.auth")
 
 MAX_TOKEN_REQUEST = 8 * 1024
+_DESCRIBABLE = re.compile(r"[\x20\x21\x23-\x26\x28-\x5b\x5d-\x7e]{1,64}")
 TOKEN_PATH = "/oauth/token"
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -235,6 +237,8 @@ async def _read_form(request: Request) -> dict[str, str]:
     form: dict[str, str] = {}
     for name, value in pairs:
         if name in form:
-            raise InvalidRequestError(f"Repeated '{name}' parameter.")
+            # RFC 6749 §5.2 allows only printable ASCII (no '"' or '\\') in descriptions.
+            shown = f" '{name}'" if _DESCRIBABLE.fullmatch(name) else ""
+            raise InvalidRequestError(f"Repeated{shown} parameter.")
         form[name] = value
     return form
