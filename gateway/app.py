@@ -29,6 +29,8 @@ from gateway.logging import flush_logs
 from gateway.metrics import GatewayMetrics, StateSources
 from gateway.metrics_multiproc import forget_dead_workers, worker_exiting
 from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
+from gateway.openapi.control import OPENAPI_PATH
+from gateway.openapi.document import OpenApiEndpoint
 from gateway.pipeline import Policy
 from gateway.pipeline.authenticate import AuthenticatePolicy
 from gateway.pipeline.authorize import AuthorizePolicy
@@ -157,6 +159,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         Endpoint("/healthz", ["GET"], healthz),
         Endpoint("/readyz", ["GET"], Readiness(readiness).endpoint),
         Endpoint("/metrics", ["GET"], metrics.endpoint),
+        Endpoint(OPENAPI_PATH, ["GET"], OpenApiEndpoint(holder, settings.issuer_url).endpoint),
         Endpoint(TOKEN_PATH, ["POST"], oauth.token),
         Endpoint(JWKS_PATH, ["GET"], oauth.jwks),
         Endpoint(METADATA_PATH, ["GET"], oauth.metadata),

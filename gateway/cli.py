@@ -5,6 +5,7 @@
     gateway dev   [--port P] [--ml-ports A,B]   # plus the bundled services (gateway/dev.py)
     gateway init  [DIR] [--force]   # a starting routes.yaml and policies/ (gateway/scaffold.py)
     gateway keys | clients | signing-key ...   # credentials (see gateway/auth/admin.py)
+    gateway openapi                            # the OpenAPI document (gateway/openapi/cli.py)
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.auth.admin import add_commands
 
     add_commands(sub, lambda cmd: lambda args: cmd(args, _settings(args)))
+    from gateway.openapi.cli import add_command as add_openapi_command
+
+    add_openapi_command(sub, _settings)
     return parser
 
 

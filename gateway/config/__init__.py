@@ -22,13 +22,14 @@ from gateway.config.runtime import (
     compile_group,
     compile_route,
 )
+from gateway.config.schemas import RouteSchemas, resolve_route_schemas
 from gateway.config.source import LineMap, field_error, read_model
 from gateway.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigHolder", "RuntimeConfig", "load_config", "load_routes"]
 
 RESERVED_PATH = ("{path!r} is reserved for the gateway's own endpoints "
-                 "(/healthz, /readyz, /metrics, /oauth/..., /.well-known/...): "
+                 "(/healthz, /readyz, /metrics, /openapi.json, /oauth/..., /.well-known/...): "
                  "no route can receive it")
 
 
@@ -118,9 +119,12 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
     found (each file is checked even when another one failed)."""
     problems: list[ConfigError] = []
     doc: RoutesFile | None = None
+    api_schemas: dict[str, RouteSchemas] = {}
+    schema_files: tuple[str, ...] = ()
     try:
         doc, lines = read_model(routes_path, RoutesFile)
         problems += _reference_problems(routes_path, doc, lines)
+        api_schemas, schema_files = resolve_route_schemas(doc, routes_path, lines, problems)
     except ConfigError as exc:
         problems.append(exc)
     route_names = {r.name for r in doc.routes} if doc is not None else None
@@ -150,4 +154,6 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         tenants=tenants.tenants,
         sources=tuple(sources),
         limits=compile_limits(tiers.tiers, tenants.tenants, {r.name: r.cost for r in doc.routes}),
+        api_schemas=api_schemas,
+        schema_files=schema_files,
     )

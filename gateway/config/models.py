@@ -8,7 +8,7 @@ so a typo is an error naming its line instead of a silently ignored setting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
@@ -127,6 +127,24 @@ class Cache(Model):
     vary: list[str] = []
 
 
+class RouteApi(Model):
+    """How a route appears in the OpenAPI document (`GET /openapi.json`).
+
+    `request` and `response` are JSON Schemas (2020-12), written inline or as
+    `{$ref: ...}` naming a schema file (relative to routes.yaml), a file shipped in an
+    installed package (`package:ml_services/schemas/sentiment.json`), either with an
+    optional `#/json/pointer`, or a schema of the document (`#/components/schemas/Name`).
+    They are resolved when the config loads (gateway/config/schemas.py).
+    """
+
+    summary: str = ""
+    description: str = ""
+    tags: list[str] = []
+    content_type: str = Field("application/json", pattern=r"^[\w.+-]+/[\w.+-]+$")
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+
 class Route(Model):
     """One entry of routes.yaml: match → upstream group, with its traffic rules."""
 
@@ -143,6 +161,7 @@ class Route(Model):
     scopes: list[str] = []
     cost: int = Field(1, ge=0)
     cache: Cache | None = None
+    openapi: RouteApi | None = None
 
     @field_validator("rewrite")
     @classmethod

@@ -23,11 +23,13 @@ log = structlog.get_logger("gateway.config")
 Signature = tuple[tuple[str, int, int, int], ...]
 
 
-def files_signature(routes_path: Path, policies_dir: Path) -> Signature:
+def files_signature(routes_path: Path, policies_dir: Path,
+                    schema_files: tuple[str, ...] = ()) -> Signature:
     """What changes when any watched file is edited, replaced, added or removed."""
     paths = [routes_path]
     if policies_dir.is_dir():
         paths += sorted(policies_dir.glob("*.yaml"))
+    paths += [Path(f) for f in schema_files]  # the route schemas of the current config
     sig = []
     for p in paths:
         try:
@@ -54,11 +56,15 @@ class ConfigReloader:
         self.policies_dir = policies_dir
         self.interval = interval
         self.on_reload = on_reload
-        self._signature = files_signature(routes_path, policies_dir)
+        self._signature = self._files_signature()
+
+    def _files_signature(self) -> Signature:
+        return files_signature(self.routes_path, self.policies_dir,
+                               self.holder.current.schema_files)
 
     def check(self) -> bool:
         """Reload if anything changed; True when a new config was swapped in."""
-        sig = files_signature(self.routes_path, self.policies_dir)
+        sig = self._files_signature()
         if sig == self._signature:
             return False
         self._signature = sig
@@ -74,6 +80,7 @@ class ConfigReloader:
                 self.on_reload(None, exc)
             return False
         self.holder.swap(config)
+        self._signature = self._files_signature()  # the new config may watch other files
         log.info("config_reloaded", generation=self.holder.generation,
                  routes=len(config.routes))
         if self.on_reload:

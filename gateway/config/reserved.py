@@ -15,7 +15,7 @@ The dispatch refuses an endpoint whose path is not reserved here, so this list, 
 
 from __future__ import annotations
 
-RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 RESERVED_PREFIXES = ("/oauth/", "/.well-known/")
 # With each namespace's own root (/oauth): a path is reserved when it is in RESERVED_EXACT
 # or starts with a prefix, two checks the per-request callers make inline.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from gateway.config.models import (
     Tenant,
     Tier,
 )
+from gateway.config.schemas import RouteSchemas
 from gateway.errors import MethodNotAllowed, NotFound
 
 
@@ -205,6 +207,9 @@ class RuntimeConfig:
     sources: tuple[str, ...]
     loaded_at: float = field(default_factory=time.time)
     limits: LimitsTable = EMPTY_LIMITS  # (tenant, route) -> effective limits, precomputed
+    # The OpenAPI document's route schemas, and the schema files read (reload watches them).
+    api_schemas: Mapping[str, RouteSchemas] = field(default_factory=dict)
+    schema_files: tuple[str, ...] = ()
 
 
 class ConfigHolder:

@@ -50,6 +50,6 @@ def test_a_failing_endpoint_is_a_bare_500_problem() -> None:
 
 def test_an_endpoint_outside_the_reserved_paths_is_refused() -> None:
     with pytest.raises(ValueError, match="not reserved"):
-        GatewayDispatch([Endpoint("/openapi.json", ["GET"], job)], proxy)
+        GatewayDispatch([Endpoint("/status.json", ["GET"], job)], proxy)
     with pytest.raises(ValueError, match="last"):
         Endpoint("/oauth/{a}/b", ["GET"], job)
