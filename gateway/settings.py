@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.stores.strategies import StrategyName
+
 
 def default_data_dir() -> Path:
     """Per-user state directory (XDG), e.g. ~/.local/share/ai-gateway."""
@@ -83,15 +85,12 @@ class Settings(BaseSettings):
 
     # -- Rate limits, concurrency caps, response cache (docs/rate-limits.md, docs/cache.md) --
     # Storage is chosen by redis_url: None keeps counters and cache in this process.
-    # moving-window is exact for every window; the others trade exactness for memory.
-    rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
-        "moving-window")
+    # gcra: O(1) state per limit, a burst of N refilled at N per window (docs/rate-limits.md).
+    rate_limit_strategy: StrategyName = "gcra"
     # Store down (Redis unreachable or its breaker open): serve unlimited, or answer 503.
     store_fail_mode: Literal["open", "closed"] = "open"
     store_breaker_failures: int = Field(3, ge=1, description="consecutive errors that open it")
     store_breaker_cooldown: float = Field(1.0, gt=0, le=300, description="seconds before a probe")
-    store_max_in_flight: int = Field(
-        64, ge=1, description="concurrent store calls (not with moving window)")
     store_timeout: float = Field(1.0, gt=0, le=30, description="seconds per Redis call")
     # A replica's in-flight slots live this long unless refreshed; a crashed one's expire.
     inflight_slot_ttl: float = Field(30.0, ge=1, le=3600)

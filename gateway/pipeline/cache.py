@@ -38,8 +38,7 @@ class CachePolicy(Policy):
     name = "cache"
 
     def __init__(self, stores: Stores, max_entry_bytes: int):
-        self.store = stores.cache
-        self.call = stores.breaker.call
+        self.store = stores.cache  # raises only StoreUnavailable (a GuardedStore on Redis)
         self.max_entry_bytes = max_entry_bytes
         self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
 
@@ -62,7 +61,7 @@ class CachePolicy(Policy):
         if "no-cache" in asked or "no-store" in asked:
             return self._status(ctx, BYPASS)
         try:
-            entry = await self.call(lambda: self.store.get(key))
+            entry = await self.store.get(key)
         except StoreUnavailable:
             lookup.store = False
             return self._status(ctx, BYPASS)
@@ -110,7 +109,7 @@ class CachePolicy(Policy):
         try:
             # A store outage only costs the next request a miss.
             with contextlib.suppress(StoreUnavailable):
-                await self.call(lambda: self.store.set(lookup.key, answer, ttl))
+                await self.store.set(lookup.key, answer, ttl)
         finally:
             await self._land(lookup, answer)
 

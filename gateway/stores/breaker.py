@@ -11,9 +11,9 @@ that an orchestrator withholds traffic from (because /readyz said not ready) rec
 and the first request after the store is back is limited again. A readiness check that
 finds the cool-down over probes at once and answers with the probe's verdict.
 
-The breaker is also where store errors become gateway errors (redis-py's, `limits`'
-`StorageError`, socket errors), and where concurrent Redis calls are bounded below the
-connection pool's size (redis-py raises MaxConnectionsError instead of queueing).
+The breaker is also where store errors become gateway errors (redis-py's, socket
+errors; `GuardedStore` sends every store method through it), and it can bound
+concurrent calls (a client whose pool fails instead of queueing would need that).
 `degraded` and `degraded_seconds_total` are read by /readyz and exported as metrics.
 """
 
@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
-from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from gateway.errors import StoreUnavailable
@@ -33,7 +32,7 @@ from gateway.errors import StoreUnavailable
 log = structlog.get_logger("gateway.stores")
 
 T = TypeVar("T")
-STORE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
+STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class StoreBreaker:
@@ -106,7 +105,7 @@ class StoreBreaker:
         return True, "ok"
 
     def _record_failure(self, exc: BaseException) -> None:
-        self.last_error = type(getattr(exc, "storage_error", exc)).__name__
+        self.last_error = type(exc).__name__
         self._failures += 1
         if self._failures >= self.threshold and self._opened_at is None:
             self._opened_at = self.clock()

@@ -1,8 +1,7 @@
 """In-process stores: the one-machine default. Exact within one process, shared by none.
 
-The cache and in-flight stores are plain dicts touched only from the event loop, so no
-locks are needed: every method runs to completion without awaiting. The rate limits
-live in `limits`' own MemoryStorage, with its expiry sweep throttled (see below).
+Plain dicts touched only from the event loop, so no locks are needed: every method runs
+to completion without awaiting. They cannot be unavailable, so they have no breaker.
 """
 
 from __future__ import annotations
@@ -11,10 +10,11 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-
-from limits.aio.storage import MemoryStorage
+from typing import Any
 
 from gateway.cache_entry import CachedAnswer
+from gateway.stores.rate_limits import Charge, Check, LimitState
+from gateway.stores.strategies import STRATEGIES
 
 
 class MemoryCacheStore:
@@ -67,20 +67,72 @@ class MemoryCacheStore:
         self.size -= len(key) + answer.size
 
 
-class MemoryInFlightStore:
-    """In-flight counts per key. Slots never expire: a crashed process takes them along."""
+def _wall_micros() -> int:
+    return time.time_ns() // 1000
 
-    def __init__(self) -> None:
+
+class MemoryRateLimitStore:
+    """Rate limits and in-flight slots of one process, decided by one strategy.
+
+    The clock is the wall clock in µs, as Redis TIME is on Redis. State that no longer
+    matters (a full bucket, an expired window) reads as absent; it is dropped by a
+    sweep at most once per `SWEEP_INTERVAL`, so memory follows the tenants active in
+    the last window, not every tenant ever seen. Slots never expire: a crashed process
+    takes them along.
+    """
+
+    SWEEP_INTERVAL = 10 * 1_000_000  # µs
+
+    def __init__(self, strategy: str, clock: Callable[[], int] = _wall_micros):
+        self.strategy = STRATEGIES[strategy]
+        self.clock = clock
+        self._state: dict[str, tuple[int, Any]] = {}  # key -> (expires at µs, state)
+        self._next_sweep = 0
         self._slots: dict[str, set[str]] = {}
         self._ids = itertools.count()
 
-    async def acquire(self, key: str, limit: int) -> str | None:
-        slots = self._slots.setdefault(key, set())
-        if len(slots) >= limit:
-            return None
-        slot = str(next(self._ids))
-        slots.add(slot)
-        return slot
+    def __len__(self) -> int:
+        return len(self._state)
+
+    async def charge(self, checks: Sequence[Check], cost: int,
+                     cap: tuple[str, int] | None = None) -> Charge:
+        now = self.clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        decide, table = self.strategy.decide, self._state
+        states: list[Any] = []
+        found: list[LimitState] = []
+        refused = 0
+        for i, (amount, window, key) in enumerate(checks, 1):
+            held = table.get(key)
+            state = held[1] if held is not None and held[0] > now else None
+            states.append(state)
+            d = decide(state, amount, window, cost, now)
+            found.append(LimitState(d.left, d.left_now, d.reset, d.reset_now, d.retry))
+            if not d.ok and not refused:
+                refused = i
+        limits = tuple(found)
+        slots = self._slots.get(cap[0]) if cap is not None else None
+        if cap is not None and slots is not None and len(slots) >= cap[1]:
+            return Charge(now, -1, limits, None)
+        if refused:
+            return Charge(now, refused, limits, None)
+        if cost:
+            commit = self.strategy.commit
+            for (amount, window, key), state in zip(checks, states, strict=True):
+                new, expires = commit(state, amount, window, cost, now)
+                table[key] = (expires, new)
+        slot = None
+        if cap is not None:
+            slot = str(next(self._ids))
+            self._slots.setdefault(cap[0], set()).add(slot)
+        return Charge(now, 0, limits, slot)
+
+    def _sweep(self, now: int) -> None:
+        self._next_sweep = now + self.SWEEP_INTERVAL
+        table = self._state
+        for key in [k for k, (expires, _) in table.items() if expires <= now]:
+            del table[key]
 
     async def release(self, key: str, slot: str) -> None:
         slots = self._slots.get(key)
@@ -94,30 +146,3 @@ class MemoryInFlightStore:
 
     async def refresh(self, slots: Sequence[tuple[str, str]]) -> None:
         return None  # memory slots live exactly as long as their process
-
-
-class MemoryLimitsStorage(MemoryStorage):
-    """`limits`' async MemoryStorage, sweeping expired entries at most once a second.
-
-    limits 5.8 starts its sweep (`__expire_events`) on nearly every hit, and the sweep
-    holds each key's lock across an `asyncio.to_thread` hop, so at concurrency 1 every
-    request waited on a thread. The sweep is only garbage collection (hits and window
-    reads compare timestamps themselves), so running it once per `SWEEP_INTERVAL`
-    changes no decision and keeps at most that long's expired entries in memory.
-    The hook is limits' private `__schedule_expiry`; tests/stores/test_memory_limits.py
-    fails if a limits release renames it.
-    """
-
-    SWEEP_INTERVAL = 1.0
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
-        self.clock = clock
-        self._next_sweep = 0.0
-
-    async def _MemoryStorage__schedule_expiry(self) -> None:
-        now = self.clock()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + self.SWEEP_INTERVAL
-        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]  # mangled

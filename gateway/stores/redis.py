@@ -1,30 +1,27 @@
 """Redis stores: state shared by every replica. Atomic steps are Lua files in `lua/`.
 
-`RedisRateLimitStore.charge` is the one-round-trip path of the moving-window limits: it
-writes the `limits` library's own keys and layout, so `limits` reads the same counters.
-
 Every store here speaks through `MuxRedis` (one pipelined connection; see redis_mux.py):
-these are the calls on the request path. The callers wrap each call in the
-`StoreBreaker`, which maps Redis errors to `StoreUnavailable`; nothing here catches them.
+these are the calls on the request path. Each is a `GuardedStore`: its methods run
+through the `StoreBreaker`, so they raise `StoreUnavailable` and nothing else.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-from limits import RateLimitItem
-from limits.util import WindowStats
-
 from gateway.cache_entry import CachedAnswer, decode_entry, encode_entry
+from gateway.stores.breaker import StoreBreaker
+from gateway.stores.guarded import GuardedStore
+from gateway.stores.rate_limits import Charge, Check, LimitState
 from gateway.stores.redis_mux import MuxRedis, MuxScript
+from gateway.stores.strategies import STRATEGIES
 
 CACHE_PREFIX = "gw:cache:"
 INFLIGHT_PREFIX = "gw:inflight:"
-RATE_LIMIT_PREFIX = "gw:rl"  # limits' key_prefix: its keys are "gw:rl:" + item.key_for(...)
+RATE_LIMIT_PREFIX = "gw:rl:"  # then the strategy's tag and the check's key
 REFRESH_BATCH = 1000  # slots per refresh call, to keep each script short
 
 
@@ -33,12 +30,18 @@ def lua_script(name: str) -> str:
     return files("gateway.stores").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
-class RedisCacheStore:
+def charge_script(strategy: str) -> str:
+    """charge.lua with the strategy's `decide` and `commit` in front of it."""
+    return lua_script(STRATEGIES[strategy].lua) + lua_script("charge")
+
+
+class RedisCacheStore(GuardedStore):
     """Cache entries as plain Redis strings with a TTL (Redis evicts them itself), in the
     versioned encoding of `cache_entry` (replicas of different releases may share them)."""
 
-    def __init__(self, client: MuxRedis):
+    def __init__(self, client: MuxRedis, breaker: StoreBreaker):
         self.client = client
+        self.breaker = breaker
 
     async def get(self, key: str) -> CachedAnswer | None:
         raw: bytes | None = await self.client.execute("GET", CACHE_PREFIX + key)
@@ -52,31 +55,47 @@ class RedisCacheStore:
         await self.client.execute("DEL", CACHE_PREFIX + key)
 
 
-class RedisInFlightStore:
-    """Per-key in-flight slots in a sorted set scored by expiry, shared by all replicas.
+class RedisRateLimitStore(GuardedStore):
+    """Every limit of a request and its in-flight slot, in one script call.
 
-    The caller passes the slots its process holds to one periodic `refresh`, which keeps
-    them alive however long a request runs; if the process dies, they expire after `ttl`.
+    charge.lua decides every limit by the strategy (lua/limit_<strategy>.lua) and checks
+    the cap; only if all have room does it charge every limit and take the slot. Slots
+    live in a sorted set per tenant scored by expiry; the caller passes the slots its
+    process holds to one periodic `refresh`, which keeps them alive however long a
+    request runs; if the process dies, they expire after `ttl`.
     """
 
-    def __init__(self, client: MuxRedis, ttl: float):
+    def __init__(self, client: MuxRedis, breaker: StoreBreaker, strategy: str, ttl: float):
         self.client = client
+        self.breaker = breaker
         self.ttl_ms = int(ttl * 1000)
-        self._acquire = MuxScript(client, lua_script("acquire_slot"))
+        self.prefix = RATE_LIMIT_PREFIX + STRATEGIES[strategy].tag + "/"
+        self._charge = MuxScript(client, charge_script(strategy))
         self._refresh = MuxScript(client, lua_script("refresh_slots"))
         self._count = MuxScript(client, lua_script("count_slots"))
-        self._prefix = os.urandom(6).hex() + ":"
+        self._slot_prefix = os.urandom(6).hex() + ":"
         self._next = 0
 
-    def new_slot(self) -> str:
+    def _new_slot(self) -> str:
         """A slot id unique across replicas (random process prefix, then a counter)."""
         self._next += 1
-        return f"{self._prefix}{self._next}"
+        return f"{self._slot_prefix}{self._next}"
 
-    async def acquire(self, key: str, limit: int) -> str | None:
-        slot = self.new_slot()
-        taken = await self._acquire([INFLIGHT_PREFIX + key], [limit, self.ttl_ms, slot])
-        return slot if taken else None
+    async def charge(self, checks: Sequence[Check], cost: int,
+                     cap: tuple[str, int] | None = None) -> Charge:
+        prefix = self.prefix
+        keys = [prefix + check.key for check in checks]
+        args: list[Any] = [cost, len(checks)]
+        for check in checks:
+            args += [check.amount, check.window]
+        slot = None
+        if cap is not None:
+            slot = self._new_slot()
+            keys.append(INFLIGHT_PREFIX + cap[0])
+            args += [cap[1], self.ttl_ms, slot]
+        verdict, now, *found = await self._charge(keys, args)
+        limits = tuple(LimitState(*found[i:i + 5]) for i in range(0, len(found), 5))
+        return Charge(now, verdict, limits, slot if verdict == 0 else None)
 
     async def release(self, key: str, slot: str) -> None:
         await self.client.execute("ZREM", INFLIGHT_PREFIX + key, slot)
@@ -89,56 +108,3 @@ class RedisInFlightStore:
             batch = slots[i:i + REFRESH_BATCH]
             await self._refresh([INFLIGHT_PREFIX + k for _, k in batch],
                                 [self.ttl_ms, *(s for s, _ in batch)])
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What one `RedisRateLimitStore.charge` found, and whether it charged."""
-
-    now: float  # Redis time: the clock the windows are stamped with
-    stats: list[WindowStats]  # per limit, before this request (as `get_window_stats`)
-    refused: int | None  # index of the first limit without room for the cost
-    cap_full: bool  # the in-flight cap refused
-    slot: str | None  # the slot taken; None unless admitted with a cap
-
-    @property
-    def admitted(self) -> bool:
-        return self.refused is None and not self.cap_full
-
-
-class RedisRateLimitStore:
-    """Moving-window limits and the in-flight cap of one request, in one script call.
-
-    charge_limits.lua checks every limit and the cap, and only if all have room charges
-    every limit and takes the slot. The windows are `limits`' own (keys, list layout), so
-    its MovingWindowRateLimiter over the same Redis reads what this store wrote.
-    """
-
-    def __init__(self, client: MuxRedis, inflight: RedisInFlightStore):
-        self.inflight = inflight
-        self._charge = MuxScript(client, lua_script("charge_limits"))
-
-    async def charge(self, checks: Sequence[tuple[RateLimitItem, tuple[str, ...]]],
-                     cost: int, cap: tuple[str, int] | None = None) -> Charge:
-        """Charge `cost` to every (item, identifiers) and take a slot of `cap` (key,
-        limit), or nothing at all."""
-        keys = [f"{RATE_LIMIT_PREFIX}:{item.key_for(*ids)}" for item, ids in checks]
-        args: list[Any] = [cost, len(checks)]
-        for item, _ in checks:
-            args += [item.amount, item.get_expiry()]
-        slot = None
-        if cap is not None:
-            slot = self.inflight.new_slot()
-            keys.append(INFLIGHT_PREFIX + cap[0])
-            args += [cap[1], self.inflight.ttl_ms, slot]
-        verdict, seconds, micros, *windows = (await self._charge(keys, args)).split()
-        now = int(seconds) + int(micros) / 1_000_000
-        stats = [
-            WindowStats((float(oldest) if int(count) else now) + item.get_expiry(),
-                        item.amount - int(count))
-            for (item, _), count, oldest in zip(checks, windows[::2], windows[1::2],
-                                                strict=True)
-        ]
-        code = int(verdict)
-        return Charge(now, stats, refused=code - 1 if code > 0 else None,
-                      cap_full=code < 0, slot=slot if code == 0 else None)

@@ -1,6 +1,6 @@
 """One pipelined Redis connection for the stores' own commands (the request hot path).
 
-A limited request makes one Redis call before the upstream (charge_limits.lua) and, with
+A limited request makes one Redis call before the upstream (charge.lua) and, with
 an in-flight cap, one after it (ZREM); a cached route one GET. Through redis-py 8 each
 call pays its per-command layers (pool checkout, retry wrapper, event dispatch,
 observability recorder) before a byte moves; here a call is one packed write and one

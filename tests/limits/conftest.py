@@ -24,7 +24,9 @@ from starlette.routing import Route
 
 from gateway.auth.api_keys import ApiKeyRecord, issue_key
 from gateway.auth.key_store import open_key_store
-from gateway.stores import connect_redis
+from gateway.stores import connect_mux, connect_redis
+from gateway.stores.breaker import StoreBreaker
+from gateway.stores.redis import RedisRateLimitStore
 from tests.conftest import RunningGateway, make_settings, write_routes
 from tests.servers import ThreadedServer
 
@@ -160,3 +162,13 @@ def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+async def count_slots(redis_url: str, tenant: str) -> int:
+    """Live in-flight slots of `tenant` in that Redis, over a connection of its own."""
+    client = connect_mux(redis_url)
+    breaker = StoreBreaker("redis", 3, 1.0, None)
+    try:
+        return await RedisRateLimitStore(client, breaker, "gcra", 30).count(tenant)
+    finally:
+        await client.aclose()

@@ -1,5 +1,5 @@
-"""The Redis moving-window path: one script call per request (charge_limits.lua) that
-charges every limit and takes the in-flight slot, or charges nothing, in `limits`' layout."""
+"""The Redis path: one script call per request (charge.lua) that charges every limit and
+takes the in-flight slot, or charges nothing."""
 
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
-from limits import parse
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 from redis.asyncio.connection import AbstractConnection
 
 from gateway.config import load_config
@@ -34,9 +30,9 @@ ROUTES = [
 ]
 
 
-def tenant_key(spec: str, *ids: str) -> str:
-    """The key `limits`' Redis storage uses for this limit (key_prefix "gw:rl")."""
-    return "gw:rl:" + parse(spec).key_for(*ids)
+def window_key(scope: str, amount: int, seconds: int) -> str:
+    """The moving window's key of a limit: a list with one entry per unit charged."""
+    return f"gw:rl:mw/{scope}/{amount}/{seconds}"
 
 
 def codes(answers: list[httpx.Response]) -> list[int]:
@@ -58,10 +54,11 @@ def test_charges_all_or_nothing_across_limits_and_cap(tmp_path, backend, start_l
                 {"basic": {"rate": "20/minute", "routes": {"a": "3/minute"},
                            "max_in_flight": 4}},
                 {"acme": {"tier": "basic"}}, ROUTES)
-    gw = start_limited(redis_url=redis_server.url)
+    # The moving window keeps one entry per unit charged: its keys show what was charged.
+    gw = start_limited(redis_url=redis_server.url, rate_limit_strategy="moving-window")
     h = as_tenant("acme")
     r = redis.Redis.from_url(redis_server.url)
-    tenant, route_a = tenant_key("20/minute", "t", "acme"), tenant_key("3/minute", "r", "acme", "a")
+    tenant, route_a = window_key("t/acme", 20, 60), window_key("r/acme/a", 3, 60)
 
     # 30 at once on /a: its route limit admits 3, and the refused 27 charge the
     # tenant-wide limit nothing (the two-step design charged it for those that saw
@@ -86,51 +83,6 @@ def test_charges_all_or_nothing_across_limits_and_cap(tmp_path, backend, start_l
     assert r.llen(tenant) == 11
     wait_until(lambda: r.zcard("gw:inflight:acme") == 0)
     r.close()
-
-
-def test_limits_reads_the_counters_the_gateway_wrote(tmp_path, backend, start_limited,
-                                                     redis_server, as_tenant):
-    write_setup(tmp_path, backend.url,
-                {"basic": {"rate": "100/minute", "routes": {"heavy": "50/hour"}}},
-                {"acme": {"tier": "basic"}}, ROUTES)
-    gw = start_limited(redis_url=redis_server.url)
-    h = as_tenant("acme")
-    for _ in range(4):
-        assert gw.client.get("/b/x", headers=h).status_code == 200
-    for _ in range(5):
-        assert gw.client.get("/heavy/x", headers=h).status_code == 200  # 3 units each
-    tenant, heavy = parse("100/minute"), parse("50/hour")
-
-    async def through_limits() -> tuple[Any, Any]:
-        client = aioredis.Redis.from_url(redis_server.url)
-        storage = storage_from_string("async+" + redis_server.url, implementation="redispy",
-                                      connection_pool=client.connection_pool,
-                                      key_prefix="gw:rl")
-        limiter = MovingWindowRateLimiter(storage)
-        try:
-            t = await limiter.get_window_stats(tenant, "t", "acme")
-            hv = await limiter.get_window_stats(heavy, "r", "acme", "heavy")
-            assert await limiter.hit(tenant, "t", "acme", cost=10)  # limits charges...
-            return t, hv
-        finally:
-            await client.aclose()
-
-    t, hv = asyncio.run(through_limits())
-    assert t.remaining == 100 - 4 - 5 * 3
-    assert hv.remaining == 50 - 5 * 3
-    # `limits` dates the window from the oldest entry the gateway stamped (Redis time).
-    assert 55 < t.reset_time - redis_time(redis_server.url) <= 60
-    r = gw.client.get("/b/x", headers=h)
-    assert r.headers["ratelimit-remaining"] == str(100 - 19 - 10 - 1)  # ...the gateway reads
-
-
-def redis_time(url: str) -> float:
-    client = redis.Redis.from_url(url)
-    try:
-        seconds, micros = client.time()
-        return float(seconds) + micros / 1_000_000
-    finally:
-        client.close()
 
 
 class RoundTrips:

@@ -1,4 +1,5 @@
-"""One suite for every store implementation: memory and a real (throwaway) Redis."""
+"""One suite for every cache store implementation: memory and a real (throwaway) Redis.
+(The rate-limit stores have theirs: test_rate_limit_store.py.)"""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 
 from gateway.cache_entry import CachedAnswer
 from gateway.stores import connect_mux, connect_redis
-from gateway.stores.memory import MemoryCacheStore, MemoryInFlightStore
-from gateway.stores.redis import RedisCacheStore, RedisInFlightStore
+from gateway.stores.breaker import StoreBreaker
+from gateway.stores.memory import MemoryCacheStore
+from gateway.stores.redis import RedisCacheStore
 from tests.processes import RedisServer
 
 
@@ -25,17 +27,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(params=["memory", "redis"])
 def stores(request: pytest.FixtureRequest, redis_url: str) -> Any:
-    """Opens (cache store, in-flight store) of one kind inside the test's event loop;
-    Redis ones over a database emptied afterwards."""
+    """Opens a cache store of one kind inside the test's event loop; a Redis one over a
+    database emptied afterwards."""
 
     @contextlib.asynccontextmanager
-    async def open_stores() -> AsyncIterator[tuple[Any, Any]]:
+    async def open_stores() -> AsyncIterator[Any]:
         if request.param == "memory":
-            yield MemoryCacheStore(1 << 20), MemoryInFlightStore()
+            yield MemoryCacheStore(1 << 20)
             return
         client = connect_mux(redis_url)
         try:
-            yield RedisCacheStore(client), RedisInFlightStore(client, ttl=30)
+            yield RedisCacheStore(client, StoreBreaker("redis", 3, 1.0, None))
         finally:
             await client.execute("FLUSHDB")
             await client.aclose()
@@ -53,7 +55,7 @@ def answer(body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Cached
 
 def test_cache_get_set_delete(stores):
     async def go() -> None:
-        async with stores() as (cache, _):
+        async with stores() as cache:
             assert await cache.get("k") is None
             first = CachedAnswer(203, ((b"content-type", b"application/json"),
                                        (b"x-odd", b"\xff\x00 latin-1")), b"v\x00\n1", 12.25)
@@ -70,7 +72,7 @@ def test_cache_get_set_delete(stores):
 
 def test_cache_entries_expire(stores):
     async def go() -> None:
-        async with stores() as (cache, _):
+        async with stores() as cache:
             await cache.set("short", answer(b"v"), 0.1)
             await cache.set("long", answer(b"v"), 30)
             await asyncio.sleep(0.2)
@@ -80,55 +82,10 @@ def test_cache_entries_expire(stores):
     run(go())
 
 
-def test_in_flight_cap_release_and_count(stores):
-    async def go() -> None:
-        async with stores() as (_, inflight):
-            slots = [await inflight.acquire("acme", 3) for _ in range(4)]
-            assert all(slots[:3]) and slots[3] is None
-            assert len(set(slots[:3])) == 3
-            assert await inflight.count("acme") == 3
-            assert await inflight.acquire("beta", 3) is not None  # keys count apart
-            await inflight.release("acme", slots[0])
-            await inflight.release("acme", slots[0])  # twice is harmless
-            assert await inflight.count("acme") == 2
-            assert await inflight.acquire("acme", 3) is not None
-            await inflight.refresh([(s, "acme") for s in slots[1:3]])
-            assert await inflight.count("acme") == 3
-
-    run(go())
-
-
-def test_concurrent_acquires_never_exceed_the_cap(stores):
-    async def go() -> list[str | None]:
-        async with stores() as (_, inflight):
-            return list(await asyncio.gather(*(inflight.acquire("t", 10) for _ in range(100))))
-
-    assert sum(s is not None for s in run(go())) == 10
-
-
-def test_redis_slots_expire_unless_refreshed(redis_url):
-    async def go() -> None:
-        client = connect_mux(redis_url)
-        store = RedisInFlightStore(client, ttl=0.3)
-        try:
-            kept, dropped = await store.acquire("k", 5), await store.acquire("k", 5)
-            assert kept and dropped
-            await asyncio.sleep(0.2)
-            await store.refresh([(kept, "k")])
-            await asyncio.sleep(0.2)
-            assert await store.count("k") == 1  # the refreshed one lives on
-            assert await store.acquire("k", 2) is not None  # expired slots free room
-        finally:
-            await client.execute("FLUSHDB")
-            await client.aclose()
-
-    run(go())
-
-
 def test_redis_entries_of_another_format_read_as_misses(redis_url):
     async def go() -> list[object]:
         client = connect_mux(redis_url)
-        cache = RedisCacheStore(client)
+        cache = RedisCacheStore(client, StoreBreaker("redis", 3, 1.0, None))
         try:
             await cache.set("k", answer(b"body"), 30)
             stored = await client.execute("GET", "gw:cache:k")

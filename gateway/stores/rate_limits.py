@@ -1,0 +1,76 @@
+"""The rate-limit store seam: charge a request's limits and its in-flight slot at once.
+
+    charge(checks, cost, cap) -> Charge   every limit and the slot, or nothing at all
+    release(key, slot)                    the request ended (however it ended)
+    refresh(slots)                        keep this process's live slots from expiring
+    count(key)                            live slots under a key (readiness, tests)
+
+`MemoryRateLimitStore` (memory.py) and `RedisRateLimitStore` (redis.py) implement it
+with the same strategy (strategies.py) and one suite (tests/stores/). The Redis one
+raises only `StoreUnavailable` (see guarded.py); the memory one never fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from limits import RateLimitItem
+
+MICROS = 1_000_000
+
+
+class Check(NamedTuple):
+    """One limit to charge: its size and the state it is counted under (`limit_key`)."""
+
+    amount: int
+    window: int  # µs
+    key: str
+
+
+def limit_check(item: RateLimitItem, scope: str) -> Check:
+    """The check of `item` under `scope` ("t/<tenant>" or "r/<tenant>/<route>")."""
+    seconds = item.get_expiry()
+    return Check(item.amount, seconds * MICROS, f"{scope}/{item.amount}/{seconds}")
+
+
+class LimitState(NamedTuple):
+    """What a charge found for one limit (units and µs; see strategies.Decision)."""
+
+    left: int  # after this charge (meaningful when admitted)
+    left_now: int  # before it
+    reset: int
+    reset_now: int
+    retry: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one `RateLimitStore.charge` found, and whether it charged."""
+
+    now: int  # µs, the store's clock (Redis TIME on Redis)
+    verdict: int  # 0 admitted; i > 0: checks[i - 1] refused (the first); -1: cap full
+    limits: tuple[LimitState, ...]  # per check, in order
+    slot: str | None  # the slot taken; None unless admitted with a cap
+
+    @property
+    def admitted(self) -> bool:
+        return self.verdict == 0
+
+
+class RateLimitStore(Protocol):
+    """Per-tenant limits and in-flight caps (see the module docstring).
+
+    A slot not released (a crashed replica's) expires `ttl` seconds after its last
+    refresh on Redis; in memory it lives as long as the process.
+    """
+
+    async def charge(self, checks: Sequence[Check], cost: int,
+                     cap: tuple[str, int] | None = None) -> Charge: ...
+
+    async def release(self, key: str, slot: str) -> None: ...
+
+    async def refresh(self, slots: Sequence[tuple[str, str]]) -> None: ...
+
+    async def count(self, key: str) -> int: ...
