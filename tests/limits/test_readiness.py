@@ -44,7 +44,9 @@ def test_readyz_recovers_without_traffic(tmp_path, backend: Backend, mode, idle)
     deployment = Deployment(tmp_path, redis).configure(
         {"main": {"targets": [{"url": backend.url}]}},
         [{"name": "api", "match": {"prefix": "/api"}, "upstream": "main", "rewrite": "/"}],
-        {"basic": {"rate": "1000/minute"}}, {"acme": {"tier": "basic"}})
+        # gcra refills one unit every 86.4 s: the one spent before the outage is still
+        # spent after it, which only a charged (not fail-open) request can report.
+        {"basic": {"rate": "1000/day"}}, {"acme": {"tier": "basic"}})
     try:
         gateway = deployment.replica(GATEWAY_STORE_FAIL_MODE=mode,
                                      GATEWAY_STORE_BREAKER_COOLDOWN=str(COOLDOWN))
