@@ -31,7 +31,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import (
@@ -55,6 +55,10 @@ from gateway.metrics_multiproc import MULTIPROC_ENV
 from gateway.metrics_tally import PendingCount, PendingHistogram, Tally
 from gateway.upstream_health import TargetHealth
 
+if TYPE_CHECKING:
+    from gateway.stores.breaker import StoreBreaker
+    from gateway.upstream import UpstreamClient
+
 log = structlog.get_logger("gateway.metrics")
 # From sub-millisecond cache hits and refusals to the slowest inference answers.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -71,31 +75,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 _STATUS_CLASSES = {c: f"{c}xx" for c in range(1, 6)}
 
 
-class StoreHealth(Protocol):
-    """What the state gauges read of the stores' breaker."""
-
-    @property
-    def degraded(self) -> bool: ...
-
-    @property
-    def degraded_seconds_total(self) -> float: ...
-
-
-class ShadowCounter(Protocol):
-    """What the state gauges read of the upstream client."""
-
-    @property
-    def shadow_dropped(self) -> int: ...
-
-
 @dataclass(frozen=True, slots=True)
 class StateSources:
     """Where the state-side metrics come from (`create_app` builds one)."""
 
     holder: ConfigHolder
     health: TargetHealth
-    store: StoreHealth | None = None
-    upstream: ShadowCounter | None = None
+    store: StoreBreaker | None = None  # its degraded, degraded_seconds_total
+    upstream: UpstreamClient | None = None  # its shadow_dropped
     ping: Callable[[], Awaitable[Any]] | None = None  # the shared store's PING, if any
 
 
