@@ -14,13 +14,17 @@ from tests.conftest import write_routes
 from tests.processes import GatewayProcess
 
 
-def test_serve_with_two_workers_proxies(tmp_path, backend):
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis"])
+def test_serve_with_two_workers_proxies(tmp_path, backend, request, shared):
     write_routes(tmp_path / "routes.yaml", {"main": {"targets": [{"url": backend.url}]}},
                  [{"name": "echo", "match": {"prefix": "/api"}, "upstream": "main",
                    "rewrite": "/", "public": True}])
-    gw = GatewayProcess({"GATEWAY_WORKERS": "2", "GATEWAY_DATA_DIR": str(tmp_path / "data"),
-                         "GATEWAY_ROUTES_FILE": str(tmp_path / "routes.yaml"),
-                         "GATEWAY_POLICIES_DIR": str(tmp_path / "policies")}, tmp_path)
+    env = {"GATEWAY_WORKERS": "2", "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+           "GATEWAY_ROUTES_FILE": str(tmp_path / "routes.yaml"),
+           "GATEWAY_POLICIES_DIR": str(tmp_path / "policies")}
+    if shared:
+        env["GATEWAY_REDIS_URL"] = request.getfixturevalue("redis_server").url
+    gw = GatewayProcess(env, tmp_path)
     gw.start()
     try:
         with httpx.Client(base_url=gw.url, timeout=5) as c:
@@ -32,8 +36,8 @@ def test_serve_with_two_workers_proxies(tmp_path, backend):
     log = gw.log_path.read_text()
     assert log.count("gateway_started") == 2, log[-2000:]
     # Without Redis each worker counts limits alone: said loudly, once, at start-up.
-    assert log.count("workers_without_redis") == 1
-    assert "a tenant gets up to 2x its limits" in log
+    assert log.count("workers_without_redis") == (0 if shared else 1)
+    assert ("a tenant gets up to 2x its limits" in log) is not shared
 
 
 @pytest.mark.parametrize(("url", "says"), [
