@@ -68,13 +68,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.http_protocol import HeaderLimits, protocol_factory
     from gateway.logging import configure_logging
 
     settings = _settings(args)
     # Buffered only where the app's lifespan flushes it (the single-process server).
     configure_logging(settings.log_level, settings.log_format,
                       buffered=settings.workers == 1)
-    common = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+    # httptools, with the head limits and the contract's answers for what it refuses.
+    http = protocol_factory(HeaderLimits(settings.max_header_line_bytes,
+                                         settings.max_header_bytes, settings.max_headers))
+    common = dict(host=settings.host, port=settings.port, loop="uvloop", http=http,
                   access_log=False, server_header=False, log_config=None,
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
                   proxy_headers=False)

@@ -9,6 +9,8 @@
     ├── NotFound                  404  no route matches the path
     ├── MethodNotAllowed          405  a route matches the path but not the method (adds Allow)
     ├── PayloadTooLarge           413  request body over the route's limit
+    ├── UriTooLong                414  request target over the header line limit (server)
+    ├── HeaderTooLarge            431  a header line, all of them, or their count over a limit
     ├── RateLimited               429  over a rate limit or concurrency cap (adds Retry-After)
     ├── UpstreamError             502  upstream refused, dropped, or answered 5xx after retries
     ├── ServiceUnavailable        503  no healthy upstream, circuit open, store down (Retry-After)
@@ -86,6 +88,10 @@ class BadRequest(GatewayError):
 
     status, type, title = 400, "bad-request", "Bad request"
     BAD_LENGTH: ClassVar[str] = "Content-Length is not a number"
+    # The server protocol's refusals (gateway.http_protocol), before any app code runs.
+    UNPARSABLE: ClassVar[str] = "the server could not parse this HTTP request"
+    FRAMING: ClassVar[str] = ("ambiguous body framing: Content-Length with Transfer-Encoding, "
+                              "two Content-Length headers, or a coding after chunked")
 
 
 class Unauthenticated(GatewayError):
@@ -145,6 +151,22 @@ class PayloadTooLarge(GatewayError):
     def __init__(self, limit: int):
         super().__init__(f"request body exceeds the limit of {limit} bytes")
         self.limit = limit
+
+
+class UriTooLong(GatewayError):
+    """Raised by the server protocol when the request target exceeds the line limit."""
+
+    status, type, title = 414, "uri-too-long", "URI too long"
+    TOO_LONG: ClassVar[str] = "the request target exceeds {limit} bytes"
+
+
+class HeaderTooLarge(GatewayError):
+    """Raised by the server protocol when a request head exceeds one of its limits."""
+
+    status, type, title = 431, "header-too-large", "Request header fields too large"
+    LINE: ClassVar[str] = "a header line exceeds {limit} bytes"
+    TOTAL: ClassVar[str] = "the request headers exceed {limit} bytes in all"
+    COUNT: ClassVar[str] = "the request has more than {limit} header lines"
 
 
 class RateLimited(GatewayError):

@@ -17,7 +17,7 @@ from gateway.logging import write_access
 from gateway.metrics import GatewayMetrics
 from gateway.tracing import trace_id_of
 
-_SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}\Z")
+SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}\Z")
 
 
 def new_request_id() -> str:
@@ -43,7 +43,7 @@ class RequestIdMiddleware:
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                if _SANE_REQUEST_ID.match(value):
+                if SANE_REQUEST_ID.match(value):
                     request_id = value.decode("ascii")
                 break
         if request_id is None:

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     jwks_max_age: float = Field(3600.0, gt=0, description="JWKS refetched when older")
     jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of exp/nbf slack")
 
+    # -- request heads, enforced by the server protocol (docs/contract.md) --
+    # nginx's defaults (large_client_header_buffers 4 8k); a longer line or head is 431.
+    max_header_line_bytes: int = Field(8 * 1024, ge=1024, le=1024 * 1024)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_headers: int = Field(100, ge=16, le=10_000, description="header lines per request")
+
     @property
     def issuer_url(self) -> str:
         """The `iss` of our tokens; also the base URL published in the RFC 8414 metadata."""
@@ -133,4 +139,7 @@ class Settings(BaseSettings):
             from gateway.stores.redis_url import connection_options
 
             connection_options(self.redis_url)  # every option understood, or a ValueError
+        if self.max_header_line_bytes > self.max_header_bytes:
+            raise ValueError("GATEWAY_MAX_HEADER_LINE_BYTES must not exceed "
+                             "GATEWAY_MAX_HEADER_BYTES")
         return self

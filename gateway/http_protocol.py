@@ -1,0 +1,173 @@
+"""The HTTP/1.1 server protocol `gateway serve` runs: uvicorn's httptools protocol with
+bounded request heads, and the server's own refusals in the gateway's error contract.
+
+Some requests never reach the app: the parser (llhttp) refuses a garbage request line,
+a negative or non-numeric Content-Length, Content-Length together with
+Transfer-Encoding, two Content-Length headers, or a Transfer-Encoding that does not end
+in `chunked` (the request-smuggling shapes). uvicorn answers those with a plain-text
+400; here they get the same `application/problem+json` body and `X-Request-ID` as every
+other error, and the connection is closed (lingering, see `_refuse`), since the parser
+cannot find the next request.
+llhttp finds some of these only after it has reported the head complete, when uvicorn
+has already started the app (which would forward the head upstream); so the framing
+rules (no Content-Length with Transfer-Encoding, one Content-Length, `chunked` last)
+are checked here first, and a refused request never starts.
+
+Request heads are bounded like nginx's `large_client_header_buffers` (8 KiB a line,
+32 KiB in all) plus a header count, all `GATEWAY_*` settings:
+
+    URL longer than max_header_line_bytes                          414 uri-too-long
+    a header line (name: value) longer than max_header_line_bytes  431
+    request line plus all header lines over max_header_bytes       431
+    more than max_headers header lines                             431
+
+A refused head never becomes an ASGI request, so it costs no app work and never goes
+upstream. Counting happens in the parser callbacks the protocol runs anyway (a few
+additions a header); a head still incomplete after more bytes than the total limit and
+one read's worth is refused too, so a header that never ends cannot grow in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.errors import BadRequest, GatewayError, HeaderTooLarge, UriTooLong, render_problem
+from gateway.middleware import SANE_REQUEST_ID, new_request_id
+
+LINGER_SECONDS = 2.0  # reading (and dropping) what a refused client still sends
+READ_SLACK = 256 * 1024  # at most one read (uvloop reads up to 256 KiB) past the limit
+
+log = structlog.get_logger("gateway.http")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderLimits:
+    """Bounds of one request head (see the module docstring for the answers)."""
+
+    line: int = 8 * 1024
+    total: int = 32 * 1024
+    count: int = 100
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing; the refusal is on the protocol."""
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header limits and problem+json refusals."""
+
+    def __init__(self, *args: Any, limits: HeaderLimits = HeaderLimits(), **kw: Any):
+        super().__init__(*args, **kw)
+        self.limits = limits
+        self._refusal: GatewayError | None = None  # set by a callback that stops the parser
+        self._head_bytes = 0  # of the current head's request line and complete headers
+        self._pending = 0  # bytes fed while a head is incomplete (the memory bound)
+        self._in_head = True
+        self._refused = False
+        self._lengths = 0  # Content-Length headers of the current head
+        self._coding = b""  # the last Transfer-Encoding header's value, lowercased
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: dropped unread
+        super().data_received(data)  # a parser error ends in send_400_response
+        if self._in_head and self.parser is not None and not self.transport.is_closing():
+            self._pending += len(data)
+            if self._pending > self.limits.total + READ_SLACK:
+                self._refuse(HeaderTooLarge(HeaderTooLarge.TOTAL.format(limit=self.limits.total)))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._in_head = True
+        self._lengths, self._coding = 0, b""
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.line:
+            self._stop(UriTooLong(UriTooLong.TOO_LONG.format(limit=self.limits.line)))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + 4  # "name: value\r\n"
+        limits = self.limits
+        if size > limits.line:
+            self._stop(HeaderTooLarge(HeaderTooLarge.LINE.format(limit=limits.line)))
+        self._head_bytes += size
+        if self._head_bytes + len(self.url) > limits.total:
+            self._stop(HeaderTooLarge(HeaderTooLarge.TOTAL.format(limit=limits.total)))
+        if len(self.headers) >= limits.count:
+            self._stop(HeaderTooLarge(HeaderTooLarge.COUNT.format(limit=limits.count)))
+        super().on_header(name, value)
+        if len(name) in (14, 17):  # cheap pre-check before the lowercase comparisons
+            lowered = name.lower()
+            if lowered == b"content-length":
+                self._lengths += 1
+            elif lowered == b"transfer-encoding":
+                self._coding = value.lower()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._pending = 0
+        if self._coding and (
+            self._lengths or self._coding.rsplit(b",", 1)[-1].strip() != b"chunked"
+        ):
+            self._stop(BadRequest(BadRequest.FRAMING))  # RFC 9112 §6.1, §6.3
+        if self._lengths > 1:
+            self._stop(BadRequest(BadRequest.FRAMING))
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        super().on_message_complete()
+
+    def _stop(self, refusal: GatewayError) -> None:
+        self._refusal = refusal
+        raise _Refused  # httptools re-raises it as HttpParserCallbackError
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's one path for a request the parser (or a callback above) refused.
+        refusal, self._refusal = self._refusal, None
+        self._refuse(refusal or BadRequest(BadRequest.UNPARSABLE))
+
+    def _refuse(self, refusal: GatewayError) -> None:
+        request_id = self._request_id()
+        status, headers, body = render_problem(refusal, request_id)
+        # No access-log line or metric sees it: the request never reached the app.
+        log.info("request_refused", request_id=request_id, status=status,
+                 detail=refusal.detail)
+        headers += [*self.server_state.default_headers, (b"content-length", b"%d" % len(body)),
+                    (b"x-request-id", request_id.encode()), (b"connection", b"close")]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+        head += [name + b": " + value + b"\r\n" for name, value in headers]
+        self.transport.write(b"".join(head) + b"\r\n" + body)
+        # A lingering close (as nginx does): closing with the client's bytes unread
+        # would send a reset, which can destroy the answer before the client reads it.
+        # So: FIN after the answer, drop what still arrives, close at the client's FIN
+        # (eof_received) or after LINGER_SECONDS.
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+    def _request_id(self) -> str:
+        """The client's X-Request-ID if it was parsed and is sane, else a new one."""
+        for name, value in self.headers or ():
+            if name == b"x-request-id" and SANE_REQUEST_ID.match(value):
+                return value.decode("ascii")
+        return new_request_id()
+
+
+def protocol_factory(limits: HeaderLimits) -> type[asyncio.Protocol]:
+    """What `uvicorn.run(http=...)` takes: the protocol bound to these limits (a partial,
+    which pickles, so worker processes get the same limits)."""
+    factory = functools.partial(GatewayHttpProtocol, limits=limits)
+    return factory  # type: ignore[return-value]
