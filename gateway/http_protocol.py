@@ -69,7 +69,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._refusal: GatewayError | None = None  # set by a callback that stops the parser
         self._head_bytes = 0  # of the current head's request line and complete headers
         self._pending = 0  # bytes fed while a head is incomplete (the memory bound)
-        self._in_head = True
+        self._in_head = True  # from a message's first byte to the end of its head
         self._refused = False
         self._lengths = 0  # Content-Length headers of the current head
         self._coding = b""  # the last Transfer-Encoding header's value, lowercased
@@ -123,10 +123,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._stop(BadRequest(BadRequest.FRAMING))
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        self._in_head = True
-        super().on_message_complete()
-
     def _stop(self, refusal: GatewayError) -> None:
         self._refusal = refusal
         raise _Refused  # httptools re-raises it as HttpParserCallbackError
@@ -134,6 +130,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         # uvicorn's one path for a request the parser (or a callback above) refused.
         refusal, self._refusal = self._refusal, None
+        cycle = self.cycle
+        if not self._in_head and cycle is not None and not cycle.response_complete:
+            # A bad body (a broken chunk) of a request the app is already handling: the
+            # app reads a disconnect, so nothing half-read is forwarded as complete, and
+            # its own answer is dropped; ours goes out unless its answer has begun.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
         self._refuse(refusal or BadRequest(BadRequest.UNPARSABLE))
 
     def _refuse(self, refusal: GatewayError) -> None:

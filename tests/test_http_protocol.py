@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class RecordingUpstream:
     def __init__(self) -> None:
         self.port = free_port()
         self.heads: list[bytes] = []
+        self.bodies: list[bytes] = []  # of requests received complete
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -41,16 +43,25 @@ class RecordingUpstream:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 self.heads.append(head)
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
+                self.bodies.append(await self._body(reader, head))
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"
                              b"content-type: application/json\r\n\r\n{}")
                 await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
+
+    @staticmethod
+    async def _body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+        for line in head.lower().split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                return await reader.readexactly(int(line.split(b":", 1)[1]))
+        if b"transfer-encoding: chunked" not in head.lower():
+            return b""
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+        return body
 
     def start(self) -> RecordingUpstream:
         self.thread.start()
@@ -190,9 +201,29 @@ SMUGGLE = b"GET /public/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n"
                  + SMUGGLE, id="te-not-chunked"),
 ])
 def test_server_refusals_follow_the_contract(serve, upstream, request_bytes):
+    """Refused before the app starts: nothing reaches the upstream."""
     gw = serve()
     request_id = b"neg-1" if b"neg-1" in request_bytes else None
     assert_problem(exchange(gw.port, request_bytes), 400, request_id)
     assert upstream.heads == []  # neither the request nor a smuggled one went upstream
     # The gateway is still serving.
     assert exchange(gw.port, get(headers=b"Connection: close\r\n"))[0] == 200
+
+
+def test_a_broken_chunked_body_is_400_and_never_completes_upstream(serve, upstream):
+    gw = serve()
+    start = (b"POST /public/x HTTP/1.1\r\nHost: gw\r\nX-Request-ID: chunk-1\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(start)
+        deadline = time.monotonic() + 5  # the head streams upstream with the first chunk
+        while not upstream.heads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s.sendall(b"zz\r\nnot a chunk\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"x-request-id: chunk-1" in head, answer
+    assert orjson.loads(body)["request_id"] == "chunk-1"
+    assert upstream.bodies == []  # the upstream never received a complete body
