@@ -71,6 +71,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._pending = 0  # bytes fed while a head is incomplete (the memory bound)
         self._in_head = True  # from a message's first byte to the end of its head
         self._refused = False
+        self._deferred: tuple[GatewayError, str] | None = None  # owed after earlier answers
         self._lengths = 0  # Content-Length headers of the current head
         self._coding = b""  # the last Transfer-Encoding header's value, lowercased
 
@@ -78,49 +79,51 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return  # lingering after a refusal: dropped unread
         super().data_received(data)  # a parser error ends in send_400_response
-        if self._in_head and self.parser is not None and not self.transport.is_closing():
+        if self._in_head and not self._refused and self.parser is not None:
             self._pending += len(data)
             if self._pending > self.limits.total + READ_SLACK:
                 self._refuse(HeaderTooLarge(HeaderTooLarge.TOTAL.format(limit=self.limits.total)))
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = 0
         self._in_head = True
-        self._lengths, self._coding = 0, b""
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self.limits.line:
-            self._stop(UriTooLong(UriTooLong.TOO_LONG.format(limit=self.limits.line)))
+        super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value) + 4  # "name: value\r\n"
+        # uvicorn's on_header, inlined (one call less per header on the hot path), plus
+        # the limits and the framing headers noted for on_headers_complete.
         limits = self.limits
+        size = len(name) + len(value) + 4  # "name: value\r\n"
         if size > limits.line:
             self._stop(HeaderTooLarge(HeaderTooLarge.LINE.format(limit=limits.line)))
         self._head_bytes += size
         if self._head_bytes + len(self.url) > limits.total:
             self._stop(HeaderTooLarge(HeaderTooLarge.TOTAL.format(limit=limits.total)))
-        if len(self.headers) >= limits.count:
+        headers = self.headers
+        if len(headers) >= limits.count:
             self._stop(HeaderTooLarge(HeaderTooLarge.COUNT.format(limit=limits.count)))
-        super().on_header(name, value)
-        if len(name) in (14, 17):  # cheap pre-check before the lowercase comparisons
-            lowered = name.lower()
-            if lowered == b"content-length":
-                self._lengths += 1
-            elif lowered == b"transfer-encoding":
-                self._coding = value.lower()
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace (RFC 9110 §5.5)
+        if name == b"content-length":
+            self._lengths += 1
+        elif name == b"transfer-encoding":
+            self._coding = value.lower()
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._pending = 0
+        limits = self.limits
+        if len(self.url) > limits.line:
+            self._stop(UriTooLong(UriTooLong.TOO_LONG.format(limit=limits.line)))
         if self._coding and (
             self._lengths or self._coding.rsplit(b",", 1)[-1].strip() != b"chunked"
         ):
             self._stop(BadRequest(BadRequest.FRAMING))  # RFC 9112 §6.1, §6.3
         if self._lengths > 1:
             self._stop(BadRequest(BadRequest.FRAMING))
+        self._in_head = False  # the next head counts from zero
+        self._pending = self._head_bytes = self._lengths = 0
+        self._coding = b""
         super().on_headers_complete()
 
     def _stop(self, refusal: GatewayError) -> None:
@@ -143,7 +146,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._refuse(refusal or BadRequest(BadRequest.UNPARSABLE))
 
     def _refuse(self, refusal: GatewayError) -> None:
-        request_id = self._request_id()
+        """Answer `refusal` and close, after the answers still owed to requests that came
+        before it on this connection (pipelined): HTTP/1.1 answers go out in order."""
+        self._refused = True  # whatever still arrives is dropped
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+            self._deferred = (refusal, self._request_id())
+        else:
+            self._answer(refusal, self._request_id())
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deferred is not None and not self.pipeline and self.cycle.response_complete:
+            self._answer(*self._deferred)
+
+    def _answer(self, refusal: GatewayError, request_id: str) -> None:
         status, headers, body = render_problem(refusal, request_id)
         # No access-log line or metric sees it: the request never reached the app.
         log.info("request_refused", request_id=request_id, status=status,
@@ -157,7 +174,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # would send a reset, which can destroy the answer before the client reads it.
         # So: FIN after the answer, drop what still arrives, close at the client's FIN
         # (eof_received) or after LINGER_SECONDS.
-        self._refused = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self.loop.call_later(LINGER_SECONDS, self.transport.close)

@@ -227,3 +227,16 @@ def test_a_broken_chunked_body_is_400_and_never_completes_upstream(serve, upstre
     assert head.startswith(b"HTTP/1.1 400 ") and b"x-request-id: chunk-1" in head, answer
     assert orjson.loads(body)["request_id"] == "chunk-1"
     assert upstream.bodies == []  # the upstream never received a complete body
+
+
+def test_limits_hold_for_every_request_of_a_keep_alive_connection(serve, upstream):
+    gw = serve(GATEWAY_MAX_HEADERS="20")
+    fine = b"".join(b"X-F-%d: 1\r\n" % i for i in range(15))
+    status, headers, body = exchange(gw.port, get(headers=fine) + get(headers=fine)
+                                     + get(headers=fine * 2))
+    # The first two are answered on the connection (their counts start from zero each),
+    # then the third is refused and the connection closed.
+    answers = (headers.get(b"content-length", b""), body)
+    assert status == 200, answers
+    assert body.count(b"HTTP/1.1 200 OK") == 1 and b"HTTP/1.1 431 " in body, body
+    assert len(upstream.heads) == 2
