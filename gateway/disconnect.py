@@ -12,8 +12,8 @@ answers nobody and records status 499, as nginx logs it.
 How, at no measurable cost per request: under uvicorn (what `gateway serve` runs), the
 server marks a request whose connection closed (`disconnected` on its request cycle, the
 object whose method `receive` is). So the watch keeps the watched requests in a dict and
-one timer per process sweeps it every `SWEEP_INTERVAL`: a request costs a dict insert
-and a pop, and a disconnect is noticed within that interval. Awaiting `receive()`
+one timer per process sweeps it every `SWEEP_INTERVAL`: a request costs two calls, a
+dict insert and a pop, and a disconnect is noticed within that interval. Awaiting `receive()`
 instead would cost each request a task (measured: about 10 % more instructions per
 proxied request when every request has one). Under another ASGI server, each watched
 request gets such a task.
@@ -22,6 +22,7 @@ request gets such a task.
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from starlette.types import Receive
@@ -29,6 +30,18 @@ from starlette.types import Receive
 SWEEP_INTERVAL = 0.05  # seconds
 
 Task = asyncio.Task[Any]
+# Python 3.11's asyncio.current_task is a Python function around this registry, and costs
+# three times the lookup (about 1.5k instructions); 3.12's is C.
+_CURRENT_TASKS: dict[asyncio.AbstractEventLoop, Task] | None = (
+    getattr(asyncio.tasks, "_current_tasks", None) if sys.version_info < (3, 12) else None)
+
+
+def request_task() -> Task:
+    """The running task (the request's, when the proxy asks)."""
+    task = (_CURRENT_TASKS.get(asyncio.get_running_loop()) if _CURRENT_TASKS is not None
+            else asyncio.current_task())
+    assert task is not None  # every ASGI server runs each request in a task
+    return task
 
 
 class DisconnectWatch:
@@ -41,36 +54,48 @@ class DisconnectWatch:
 
     def __init__(self, interval: float = SWEEP_INTERVAL) -> None:
         self.interval = interval
-        self._cycles: dict[Task, Any] = {}  # request task -> its uvicorn request cycle
-        self._watchers: dict[Task, Task] = {}  # other servers: request task -> watcher
+        # Watched requests by their own `receive`: (task, uvicorn request cycle).
+        self._cycles: dict[Receive, tuple[Task, Any]] = {}
+        self._watchers: dict[Receive, Task] = {}  # under other servers: watcher tasks
         self._gone: set[Task] = set()  # cancelled for their client, not yet absorbed
         self._timer: asyncio.TimerHandle | None = None
+        self._flagged: set[type] = set()  # request cycle classes with `disconnected`
 
-    def arm(self, task: Task, receive: Receive) -> None:
-        """Watch `task`'s client; call once its body has been read (before that,
-        `receive()` carries the body)."""
+    def arm(self, receive: Receive, task: Task | None = None) -> None:
+        """Watch the client of the request `receive` belongs to, and cancel `task` (by
+        default the running one) if it disconnects. Call once the body has been read:
+        before that, `receive()` carries the body."""
+        if task is None:  # request_task(), inlined: this runs for every request
+            task = (_CURRENT_TASKS.get(asyncio.get_running_loop())
+                    if _CURRENT_TASKS is not None else asyncio.current_task())
+            assert task is not None
         cycle = getattr(receive, "__self__", None)
-        if type(getattr(cycle, "disconnected", None)) is bool:
-            self._cycles[task] = cycle
+        flagged = cycle.__class__ in self._flagged
+        if not flagged and type(getattr(cycle, "disconnected", None)) is bool:
+            self._flagged.add(cycle.__class__)
+            flagged = True
+        if flagged:
+            self._cycles[receive] = (task, cycle)
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self.interval,
                                                                     self._sweep)
-        elif task not in self._watchers:
-            self._watchers[task] = asyncio.get_running_loop().create_task(
+        elif receive not in self._watchers:
+            self._watchers[receive] = asyncio.get_running_loop().create_task(
                 self._watch(task, receive))
 
-    def disarm(self, task: Task) -> None:
-        """Stop watching `task` (idempotent)."""
-        if self._cycles.pop(task, None) is None and self._watchers:
-            watcher = self._watchers.pop(task, None)
+    def disarm(self, receive: Receive) -> None:
+        """Stop watching that request (idempotent)."""
+        if self._cycles.pop(receive, None) is None and self._watchers:
+            watcher = self._watchers.pop(receive, None)
             if watcher is not None:
                 # If its disconnect message is already in, the watcher has yet to run:
                 # the cancel wins and the request is not cancelled.
                 watcher.cancel()
 
-    def absorb(self, task: Task) -> bool:
-        """After a CancelledError in `task`: True if the watch caused it; the task is
-        then no longer cancelling and goes on to clean up normally."""
+    def absorb(self) -> bool:
+        """After a CancelledError in the running task: True if the watch caused it; the
+        task is then no longer cancelling and goes on to clean up normally."""
+        task = request_task()
         if task not in self._gone:
             return False
         self._gone.discard(task)
@@ -78,10 +103,10 @@ class DisconnectWatch:
 
     def _sweep(self) -> None:
         self._timer = None
-        gone = [task for task, cycle in self._cycles.items() if cycle.disconnected]
-        for task in gone:
-            del self._cycles[task]
-            self._cancel(task)
+        gone = [receive for receive, (_, cycle) in self._cycles.items()
+                if cycle.disconnected]
+        for receive in gone:
+            self._cancel(self._cycles.pop(receive)[0])
         if self._gone:  # a cancellation some step swallowed is never absorbed
             self._gone = {task for task in self._gone if not task.done()}
         if self._cycles:
@@ -90,7 +115,7 @@ class DisconnectWatch:
     async def _watch(self, task: Task, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass  # nothing else arrives once the body is read
-        del self._watchers[task]
+        del self._watchers[receive]
         self._cancel(task)
 
     def _cancel(self, task: Task) -> None:

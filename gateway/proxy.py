@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.config.runtime import ConfigHolder
 from gateway.context import RequestContext
-from gateway.disconnect import DisconnectWatch, Task
+from gateway.disconnect import DisconnectWatch, request_task
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, send_problem
 from gateway.pipeline import Policy, PolicyPlan, run_pipeline
 from gateway.proxy_response import ProxyResponse
@@ -56,8 +57,6 @@ class ProxyEndpoint:
         request_id: str = state.get("request_id", "")
         ctx = None
         started = False
-        task = asyncio.current_task()
-        assert task is not None  # every ASGI server runs each request in a task
         try:
             config = self.holder.current
             route, params = config.router.match(scope["method"], scope["path"])
@@ -69,10 +68,10 @@ class ProxyEndpoint:
                 started=time.perf_counter(),
             )
             state["ctx"] = ctx
-            body = await self._request_body(ctx, receive, task)
+            body = await self._request_body(ctx, receive)
             ctx.body = body if isinstance(body, bytes) else None
             if not isinstance(body, BodyStream):
-                self.disconnects.arm(task, receive)  # a streamed body arms at its end
+                self.disconnects.arm(receive)  # a streamed body arms at its end
             try:
                 response = await run_pipeline(
                     self.plan.for_route(config, route), ctx,
@@ -83,13 +82,13 @@ class ProxyEndpoint:
                     raise body.failure from None
                 raise
             finally:
-                self.disconnects.disarm(task)
+                self.disconnects.disarm(receive)
             started = True
             await self._answer(ctx, response, receive, send)
         except ClientDisconnected:
             state["status"] = CLIENT_CLOSED
         except asyncio.CancelledError:
-            if not self.disconnects.absorb(task):
+            if not self.disconnects.absorb():
                 raise
             state["status"] = CLIENT_CLOSED  # nobody to answer; cleanups below run
         except Exception as exc:
@@ -108,7 +107,7 @@ class ProxyEndpoint:
                     except Exception:
                         log.exception("cleanup_failed")
 
-    async def _request_body(self, ctx: RequestContext, receive: Receive, task: Task
+    async def _request_body(self, ctx: RequestContext, receive: Receive
                             ) -> bytes | BodyStream:
         limit = ctx.route.max_body_bytes
         declared = ctx.header(b"content-length")
@@ -125,7 +124,9 @@ class ProxyEndpoint:
         small = length is not None and length <= SMALL_BODY
         if small or ctx.route.replays_body:
             return await _read_whole(receive, limit)
-        return BodyStream(receive, limit, lambda: self.disconnects.arm(task, receive))
+        # The stream is read by the upstream client, maybe from another task: name ours.
+        return BodyStream(receive, limit, partial(self.disconnects.arm, receive,
+                                                  request_task()))
 
     async def _answer(self, ctx: RequestContext, response: ProxyResponse, receive: Receive,
                       send: Send) -> None:

@@ -1,0 +1,77 @@
+"""DisconnectWatch on its own: the uvicorn sweep, the receive() fallback, disarm."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.disconnect import DisconnectWatch
+
+
+class Cycle:
+    """What uvicorn's request cycle offers: a `disconnected` flag, `receive` a method."""
+
+    def __init__(self) -> None:
+        self.disconnected = False
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+
+def plain_receive(gone: asyncio.Event) -> Any:
+    """Another server's receive(): only an awaited call can tell of the disconnect."""
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+    return receive
+
+
+async def _request(watch: DisconnectWatch, receive: Any, armed: asyncio.Event) -> str:
+    watch.arm(receive)
+    armed.set()
+    try:
+        await asyncio.sleep(5)
+        return "answered"
+    except asyncio.CancelledError:
+        if not watch.absorb():
+            raise
+        return "client gone"
+    finally:
+        watch.disarm(receive)
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "other"])
+def test_a_disconnect_cancels_the_request_which_cleans_up(server):
+    async def go() -> None:
+        watch = DisconnectWatch(interval=0.01)
+        cycle, gone, armed = Cycle(), asyncio.Event(), asyncio.Event()
+        receive = cycle.receive if server == "uvicorn" else plain_receive(gone)
+        request = asyncio.create_task(_request(watch, receive, armed))
+        await armed.wait()
+        await asyncio.sleep(0.05)
+        assert not request.done()
+        cycle.disconnected = True
+        gone.set()
+        assert await asyncio.wait_for(request, 1) == "client gone"
+        assert not request.cancelling()
+
+    asyncio.run(go())
+
+
+def test_nothing_is_cancelled_once_disarmed_or_for_another_reason():
+    async def go() -> None:
+        watch = DisconnectWatch(interval=0.01)
+        cycle = Cycle()
+        task = asyncio.create_task(asyncio.sleep(1))
+        watch.arm(cycle.receive, task)
+        watch.disarm(cycle.receive)
+        cycle.disconnected = True
+        await asyncio.sleep(0.05)
+        assert not task.cancelled() and not task.done()
+        assert not watch.absorb()  # nothing the watch did
+        task.cancel()
+
+    asyncio.run(go())
