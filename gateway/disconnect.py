@@ -4,8 +4,8 @@ ASGI tells an app that its client went away only as an `http.disconnect` from
 `receive()`, and only to someone awaiting it. While the pipeline waits on the upstream
 nobody is, so an abandoned request used to keep its in-flight slot, its place in the
 cache's coalescing and its upstream call until the upstream answered. `DisconnectWatch`
-watches every request from the moment its body has been read until its answer starts,
-and cancels the task of one whose client disconnected: the request's cleanups release
+watches every request while it waits on the upstream, and cancels the task of one whose
+client disconnected: the request's cleanups release
 its slot (memory or Redis) at once, its upstream call is abandoned, and the proxy
 answers nobody and records status 499, as nginx logs it.
 
@@ -47,9 +47,9 @@ def request_task() -> Task:
 class DisconnectWatch:
     """The requests being watched, one `DisconnectWatch` per proxy (per event loop).
 
-    A task is only cancelled between `arm` and `disarm`: the proxy disarms before it
-    sends anything, so the cancellation lands in the pipeline, where every step cleans
-    up after itself.
+    A task is only cancelled between `arm` and `disarm`, which the proxy puts around the
+    upstream call: the cancellation lands there, never inside a policy's step (a Redis
+    charge cut short would leave its slot to nobody until it expires).
     """
 
     def __init__(self, interval: float = SWEEP_INTERVAL) -> None:

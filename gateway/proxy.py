@@ -8,9 +8,9 @@ Request bodies: a route that may send the body more than once (retries, fallback
 shadow, cache key) reads it whole, bounded by its `max_body_bytes`; so do bodies with a
 small declared length. Others stream to the upstream as they arrive, counted on the way.
 
-A client that disconnects is noticed while its body is read, while the pipeline runs
-(`gateway.disconnect`: the request is cancelled, its cleanups run at once) and while a
-streamed answer is copied; the first two are logged with status 499, as nginx does.
+A client that disconnects is noticed while its body is read, while the upstream call
+runs (`gateway.disconnect`: the request is cancelled, its cleanups run at once) and while
+a streamed answer is copied; the first two are logged with status 499, as nginx does.
 """
 
 from __future__ import annotations
@@ -70,19 +70,25 @@ class ProxyEndpoint:
             state["ctx"] = ctx
             body = await self._request_body(ctx, receive)
             ctx.body = body if isinstance(body, bytes) else None
-            if not isinstance(body, BodyStream):
-                self.disconnects.arm(receive)  # a streamed body arms at its end
+            watch, upstream = self.disconnects, self.upstream
+
+            async def call_upstream(c: RequestContext) -> ProxyResponse:
+                # Only the wait on the upstream is cut short: a policy's step (a charge
+                # in flight, say) always runs to its end, so nothing it took is lost.
+                if not isinstance(body, BodyStream):
+                    watch.arm(receive)  # a streamed body arms it at its end
+                try:
+                    return await upstream.send(c, body or None)
+                finally:
+                    watch.disarm(receive)
+
             try:
                 response = await run_pipeline(
-                    self.plan.for_route(config, route), ctx,
-                    lambda c: self.upstream.send(c, body or None),
-                )
+                    self.plan.for_route(config, route), ctx, call_upstream)
             except GatewayError:
                 if isinstance(body, BodyStream) and body.failure is not None:
                     raise body.failure from None
                 raise
-            finally:
-                self.disconnects.disarm(receive)
             started = True
             await self._answer(ctx, response, receive, send)
         except ClientDisconnected:
