@@ -11,6 +11,7 @@ import pytest
 
 from gateway.config import load_config
 from gateway.config.reload import ConfigReloader
+from gateway.config.reserved import RESERVED_PATHS
 from gateway.config.runtime import ConfigHolder
 from gateway.errors import ConfigError
 from tests.conftest import write_routes
@@ -108,6 +109,7 @@ def test_a_route_naming_a_reserved_path_is_refused_with_file_line_field(
     err = info.value
     assert (err.file, err.line, err.field) == (str(routes), 9, f"routes[1].match.{kind}")
     assert f"{taken!r} is reserved" in err.message
+    assert all(reserved in err.message for reserved in RESERVED_PATHS)  # names them all
 
 
 @pytest.mark.parametrize(("kind", "value"), [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway.config.limits import compile_limits
 from gateway.config.models import RoutesFile, TenantsFile, TiersFile
-from gateway.config.reserved import shadowed_reserved
+from gateway.config.reserved import RESERVED_LIST, shadowed_reserved
 from gateway.config.runtime import (
     CompiledGroup,
     ConfigHolder,
@@ -29,8 +29,7 @@ from gateway.errors import ConfigError
 __all__ = ["ConfigError", "ConfigHolder", "RuntimeConfig", "load_config", "load_routes"]
 
 RESERVED_PATH = ("{path!r} is reserved for the gateway's own endpoints "
-                 "(/healthz, /readyz, /metrics, /openapi.json, /oauth/..., /.well-known/...): "
-                 "no route can receive it")
+                 f"({RESERVED_LIST}): no route can receive it")
 
 
 def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:

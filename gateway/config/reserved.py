@@ -10,7 +10,8 @@ claiming one could never receive a request. `load_config` refuses such a route
 route (`prefix: /`, a `{param}` template) is fine: the reserved paths are carved out.
 
 The dispatch refuses an endpoint whose path is not reserved here, so this list, which
-`gateway check` reads without building an app, always agrees with the running gateway.
+`gateway check` reads without building an app, always agrees with the running gateway;
+the refusal message names the reserved paths from it too (`RESERVED_LIST`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ RESERVED_PREFIXES = ("/oauth/", "/.well-known/")
 # With each namespace's own root (/oauth): a path is reserved when it is in RESERVED_EXACT
 # or starts with a prefix, two checks the per-request callers make inline.
 RESERVED_EXACT = RESERVED_PATHS | {p.rstrip("/") for p in RESERVED_PREFIXES}
+# For messages: "/healthz, /metrics, ..., /oauth/..., /.well-known/..."
+RESERVED_LIST = ", ".join([*sorted(RESERVED_PATHS), *(p + "..." for p in RESERVED_PREFIXES)])
 
 
 def is_reserved(path: str) -> bool:
