@@ -4,7 +4,7 @@
 configured: short timeouts so a dead Redis costs milliseconds, not seconds. The stores
 here (cache, rate limits and in-flight slots) speak through `MuxRedis`, one pipelined
 connection; redis-py serves the key store. Redis errors become `StoreUnavailable`
-inside the stores (guarded.py), never above.
+inside the stores (`GuardedStore`, breaker.py), never above.
 
 `open_stores(settings)` picks the implementations: memory when `GATEWAY_REDIS_URL` is
 unset, Redis otherwise, with the rate-limit strategy of `GATEWAY_RATE_LIMIT_STRATEGY`

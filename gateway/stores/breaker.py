@@ -12,17 +12,24 @@ and the first request after the store is back is limited again. A readiness chec
 finds the cool-down over probes at once and answers with the probe's verdict.
 
 The breaker is also where store errors become gateway errors (redis-py's, socket
-errors; `GuardedStore` sends every store method through it), and it can bound
-concurrent calls (a client whose pool fails instead of queueing would need that).
-`degraded` and `degraded_seconds_total` are read by /readyz and exported as metrics.
+errors), and it can bound concurrent calls (a client whose pool fails instead of
+queueing would need that). `degraded` and `degraded_seconds_total` are read by /readyz
+and exported as metrics.
+
+`GuardedStore` (below) is the base of the Redis stores: `__init_subclass__` sends every
+public coroutine a subclass defines through its breaker, as `limits`' storage base class
+wraps its methods' errors, so no caller can forget the breaker and no Redis error ever
+reaches a policy as a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import structlog
 from redis.exceptions import RedisError
@@ -160,3 +167,24 @@ class StoreBreaker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _through_breaker(method: Callable[..., Coroutine[Any, Any, T]]
+                     ) -> Callable[..., Coroutine[Any, Any, T]]:
+    @functools.wraps(method)
+    async def guarded(self: GuardedStore, *args: Any, **kwargs: Any) -> T:
+        return await self.breaker.call(functools.partial(method, self, *args, **kwargs))
+
+    return guarded
+
+
+class GuardedStore:
+    """Base of the Redis stores: their public async methods raise only `StoreUnavailable`."""
+
+    breaker: StoreBreaker
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.iscoroutinefunction(member):
+                setattr(cls, name, _through_breaker(member))

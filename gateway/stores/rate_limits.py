@@ -7,7 +7,7 @@
 
 `MemoryRateLimitStore` (memory.py) and `RedisRateLimitStore` (redis.py) implement it
 with the same strategy (strategies.py) and one suite (tests/stores/). The Redis one
-raises only `StoreUnavailable` (see guarded.py); the memory one never fails.
+raises only `StoreUnavailable` (a `GuardedStore`, breaker.py); the memory one never fails.
 """
 
 from __future__ import annotations

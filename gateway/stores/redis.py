@@ -13,8 +13,7 @@ from importlib.resources import files
 from typing import Any
 
 from gateway.cache_entry import CachedAnswer, decode_entry, encode_entry
-from gateway.stores.breaker import StoreBreaker
-from gateway.stores.guarded import GuardedStore
+from gateway.stores.breaker import GuardedStore, StoreBreaker
 from gateway.stores.rate_limits import Charge, Check, LimitState
 from gateway.stores.redis_mux import MuxRedis, MuxScript
 from gateway.stores.strategies import STRATEGIES
