@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 from starlette.types import Receive
 
+from gateway.context import RequestContext
+
 SWEEP_INTERVAL = 0.05  # seconds
 
 Task = asyncio.Task[Any]
+_LEFT = SimpleNamespace(disconnected=True)  # a request cycle whose client has left
 # Python 3.11's asyncio.current_task is a Python function around this registry, and costs
 # three times the lookup (about 1.5k instructions); 3.12's is C.
 _CURRENT_TASKS: dict[asyncio.AbstractEventLoop, Task] | None = (
@@ -47,21 +51,22 @@ def request_task() -> Task:
 class DisconnectWatch:
     """The requests being watched, one `DisconnectWatch` per proxy (per event loop).
 
-    A task is only cancelled between `arm` and `disarm`, which the proxy puts around the
-    upstream call: the cancellation lands there, never inside a policy's step (a Redis
-    charge cut short would leave its slot to nobody until it expires).
+    A task is only cancelled between `arm` and `disarm`, and only once its request has
+    reached the upstream call (`ctx.upstream_target` set): never inside a policy's step
+    before it (a Redis charge cut short would leave its slot to nobody until it expires).
+    A request whose client left earlier is cancelled when it gets there.
     """
 
     def __init__(self, interval: float = SWEEP_INTERVAL) -> None:
         self.interval = interval
-        # Watched requests by their own `receive`: (task, uvicorn request cycle).
-        self._cycles: dict[Receive, tuple[Task, Any]] = {}
+        # Watched requests by their own `receive`: (task, uvicorn request cycle, ctx).
+        self._cycles: dict[Receive, tuple[Task, Any, RequestContext]] = {}
         self._watchers: dict[Receive, Task] = {}  # under other servers: watcher tasks
         self._gone: set[Task] = set()  # cancelled for their client, not yet absorbed
         self._timer: asyncio.TimerHandle | None = None
         self._flagged: set[type] = set()  # request cycle classes with `disconnected`
 
-    def arm(self, receive: Receive, task: Task | None = None) -> None:
+    def arm(self, receive: Receive, ctx: RequestContext, task: Task | None = None) -> None:
         """Watch the client of the request `receive` belongs to, and cancel `task` (by
         default the running one) if it disconnects. Call once the body has been read:
         before that, `receive()` carries the body."""
@@ -75,13 +80,13 @@ class DisconnectWatch:
             self._flagged.add(cycle.__class__)
             flagged = True
         if flagged:
-            self._cycles[receive] = (task, cycle)
+            self._cycles[receive] = (task, cycle, ctx)
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self.interval,
                                                                     self._sweep)
         elif receive not in self._watchers:
             self._watchers[receive] = asyncio.get_running_loop().create_task(
-                self._watch(task, receive))
+                self._watch(task, receive, ctx))
 
     def disarm(self, receive: Receive) -> None:
         """Stop watching that request (idempotent)."""
@@ -103,8 +108,8 @@ class DisconnectWatch:
 
     def _sweep(self) -> None:
         self._timer = None
-        gone = [receive for receive, (_, cycle) in self._cycles.items()
-                if cycle.disconnected]
+        gone = [receive for receive, (_, cycle, ctx) in self._cycles.items()
+                if cycle.disconnected and ctx.upstream_target]
         for receive in gone:
             self._cancel(self._cycles.pop(receive)[0])
         if self._gone:  # a cancellation some step swallowed is never absorbed
@@ -112,11 +117,13 @@ class DisconnectWatch:
         if self._cycles:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self._sweep)
 
-    async def _watch(self, task: Task, receive: Receive) -> None:
+    async def _watch(self, task: Task, receive: Receive, ctx: RequestContext) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass  # nothing else arrives once the body is read
         del self._watchers[receive]
-        self._cancel(task)
+        self._cycles[receive] = (task, _LEFT, ctx)  # the sweep cancels it when it may
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._sweep)
 
     def _cancel(self, task: Task) -> None:
         self._gone.add(task)

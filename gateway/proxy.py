@@ -70,25 +70,18 @@ class ProxyEndpoint:
             state["ctx"] = ctx
             body = await self._request_body(ctx, receive)
             ctx.body = body if isinstance(body, bytes) else None
-            watch, upstream = self.disconnects, self.upstream
-
-            async def call_upstream(c: RequestContext) -> ProxyResponse:
-                # Only the wait on the upstream is cut short: a policy's step (a charge
-                # in flight, say) always runs to its end, so nothing it took is lost.
-                if not isinstance(body, BodyStream):
-                    watch.arm(receive)  # a streamed body arms it at its end
-                try:
-                    return await upstream.send(c, body or None)
-                finally:
-                    watch.disarm(receive)
-
+            if not isinstance(body, BodyStream):
+                self.disconnects.arm(receive, ctx)  # a streamed body arms it at its end
             try:
                 response = await run_pipeline(
-                    self.plan.for_route(config, route), ctx, call_upstream)
+                    self.plan.for_route(config, route), ctx,
+                    lambda c: self.upstream.send(c, body or None))
             except GatewayError:
                 if isinstance(body, BodyStream) and body.failure is not None:
                     raise body.failure from None
                 raise
+            finally:
+                self.disconnects.disarm(receive)
             started = True
             await self._answer(ctx, response, receive, send)
         except ClientDisconnected:
@@ -131,7 +124,7 @@ class ProxyEndpoint:
         if small or ctx.route.replays_body:
             return await _read_whole(receive, limit)
         # The stream is read by the upstream client, maybe from another task: name ours.
-        return BodyStream(receive, limit, partial(self.disconnects.arm, receive,
+        return BodyStream(receive, limit, partial(self.disconnects.arm, receive, ctx,
                                                   request_task()))
 
     async def _answer(self, ctx: RequestContext, response: ProxyResponse, receive: Receive,

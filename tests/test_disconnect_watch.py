@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,8 +30,9 @@ def plain_receive(gone: asyncio.Event) -> Any:
     return receive
 
 
-async def _request(watch: DisconnectWatch, receive: Any, armed: asyncio.Event) -> str:
-    watch.arm(receive)
+async def _request(watch: DisconnectWatch, receive: Any, armed: asyncio.Event,
+                   ctx: Any) -> str:
+    watch.arm(receive, ctx)
     armed.set()
     try:
         await asyncio.sleep(5)
@@ -49,7 +51,8 @@ def test_a_disconnect_cancels_the_request_which_cleans_up(server):
         watch = DisconnectWatch(interval=0.01)
         cycle, gone, armed = Cycle(), asyncio.Event(), asyncio.Event()
         receive = cycle.receive if server == "uvicorn" else plain_receive(gone)
-        request = asyncio.create_task(_request(watch, receive, armed))
+        ctx = SimpleNamespace(upstream_target="http://upstream")  # waiting on it
+        request = asyncio.create_task(_request(watch, receive, armed, ctx))
         await armed.wait()
         await asyncio.sleep(0.05)
         assert not request.done()
@@ -66,12 +69,29 @@ def test_nothing_is_cancelled_once_disarmed_or_for_another_reason():
         watch = DisconnectWatch(interval=0.01)
         cycle = Cycle()
         task = asyncio.create_task(asyncio.sleep(1))
-        watch.arm(cycle.receive, task)
+        watch.arm(cycle.receive, SimpleNamespace(upstream_target="u"), task)  # type: ignore[arg-type]
         watch.disarm(cycle.receive)
         cycle.disconnected = True
         await asyncio.sleep(0.05)
         assert not task.cancelled() and not task.done()
         assert not watch.absorb()  # nothing the watch did
         task.cancel()
+
+    asyncio.run(go())
+
+
+def test_a_request_is_only_cancelled_once_it_waits_on_the_upstream():
+    """Never inside a policy's step: a charge cut short would leave its slot behind."""
+    async def go() -> None:
+        watch = DisconnectWatch(interval=0.01)
+        cycle, armed = Cycle(), asyncio.Event()
+        ctx = SimpleNamespace(upstream_target="")  # still in the policies
+        request = asyncio.create_task(_request(watch, cycle.receive, armed, ctx))
+        await armed.wait()
+        cycle.disconnected = True
+        await asyncio.sleep(0.05)
+        assert not request.done()
+        ctx.upstream_target = "http://upstream"
+        assert await asyncio.wait_for(request, 1) == "client gone"
 
     asyncio.run(go())
