@@ -15,7 +15,7 @@ Obj = dict[str, Any]
 
 # Every status the gateway itself answers with a problem body, and what it means.
 GATEWAY_STATUSES: dict[int, str] = {
-    400: "Malformed request (bad header, body not as declared)",
+    400: "Malformed request (a bad header, Authorization and X-API-Key that differ)",
     401: "No or bad credentials (WWW-Authenticate: Bearer, RFC 6750)",
     403: "Valid credentials, but this route or a scope is not allowed",
     404: "No route matches the path",
