@@ -75,6 +75,10 @@ def _construct(node: yaml.Node, loc: Loc, lines: LineMap, loader: yaml.SafeLoade
     return value
 
 
+EMPTY_FILE = ("the file is empty (a save still in progress?); "
+              "write an empty table out, e.g. `tenants: {}`")
+
+
 def read_yaml(path: Path) -> tuple[Any, LineMap]:
     """Parse one YAML file; syntax errors become ConfigError with the line."""
     lines = LineMap()
@@ -88,7 +92,10 @@ def read_yaml(path: Path) -> tuple[Any, LineMap]:
     try:
         node = loader.get_single_node()
         if node is None:
-            return {}, lines
+            # An empty file is most often a save caught half-way (truncated, not yet
+            # written): taking it as "no tenants" or "no tiers" would refuse every
+            # tenant until the next poll. An empty table is written out, e.g. `tenants: {}`.
+            raise ConfigError(str(path), None, "(file)", EMPTY_FILE)
         return _construct(node, (), lines, loader), lines
     except ConfigError as exc:
         raise ConfigError(str(path), exc.line, exc.field, exc.message) from None

@@ -196,3 +196,22 @@ def test_environment_variables_in_values(tmp_path, monkeypatch):
         load_config(path)
     assert (exc.value.line, exc.value.field) == (10, "upstreams.backup.targets[0].url")
     assert "environment variable BACKUP_HOST is not set" in exc.value.message
+
+
+def test_an_empty_file_is_refused_not_read_as_no_tenants(tmp_path):
+    # A save caught between truncation and write must not disable every tenant.
+    routes = write(tmp_path, GOOD)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "tiers.yaml").write_text("tiers:\n  free:\n    rate: 10/minute\n")
+    (policies / "tenants.yaml").write_text("tenants:\n  acme:\n    tier: free\n")
+    assert "acme" in load_config(routes, policies).tenants
+    for name in ("tenants.yaml", "tiers.yaml"):
+        original = (policies / name).read_text()
+        (policies / name).write_text("  \n")
+        with pytest.raises(ConfigError) as exc:
+            load_config(routes, policies)
+        assert exc.value.file.endswith(name) and "empty" in exc.value.message
+        (policies / name).write_text(original)
+    (policies / "tenants.yaml").write_text("tenants: {}\n")
+    assert load_config(routes, policies).tenants == {}
