@@ -83,7 +83,10 @@ class RateLimitPolicy(Policy):
             self._headers(ctx, limits, checks, got, admitted=False)
             raise RateLimited(TOO_MANY_IN_FLIGHT.format(limit=limits.max_in_flight), 1)
         if got.verdict > 0:
-            i = got.verdict - 1
+            # Every limit was decided: answer with the one that frees last, or a client
+            # honouring Retry-After comes back while another limit still refuses it.
+            found = got.limits
+            i = max(range(len(found)), key=lambda n: found[n].retry)
             self._headers(ctx, limits, checks, got, admitted=False, refused=i)
             item = (*limits.rate, *limits.route_rate)[i]
             raise RateLimited(TOO_MANY.format(limit=item),

@@ -251,3 +251,18 @@ def test_remaining_is_what_each_charge_left(tmp_path, backend, start_limited, st
     assert sorted(int(r.headers["ratelimit-remaining"]) for r in admitted) == list(range(100))
     assert all(r.headers["ratelimit-remaining"] == "0"
                for r in answers if r.status_code == 429)
+
+
+def test_retry_after_names_the_limit_that_frees_last(tmp_path, backend, start_limited, store,
+                                                     as_tenant):
+    # Both limits refuse the third request; the daily one frees hours after the minute one.
+    write_setup(tmp_path, backend.url, {"basic": {"rate": "2/minute; 2/day"}},
+                {"acme": {"tier": "basic"}})
+    gw = start_limited(**store)
+    h = as_tenant("acme")
+    assert [gw.client.get("/api/x", headers=h).status_code for _ in range(2)] == [200, 200]
+    refused = gw.client.get("/api/x", headers=h)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 3600, refused.headers
+    assert int(refused.headers["ratelimit-reset"]) > 3600
+    assert "2 per 1 day" in refused.json()["detail"], refused.json()
