@@ -119,7 +119,13 @@ class UpstreamClient:
                     self.health.record_success(target.url)
                     return response
                 if response.release is not None:
-                    await response.release()
+                    try:
+                        await response.release()
+                    except asyncio.CancelledError:
+                        # A client disconnect lands here too: a half-open probe left
+                        # unfinished would keep its target out of service for good.
+                        self.health.abandon(target.url)
+                        raise
                 failure = Failure("status", UpstreamError(
                     UpstreamError.ANSWERED.format(status=response.status)), response.status)
             attempts.append(Attempt(group.name, target.url, time.perf_counter() - started,

@@ -114,3 +114,36 @@ def test_closing_the_client_closes_its_transport(tmp_path: Path) -> None:
     transport = FakeTransport(answer(200))
     asyncio.run(client(transport).close())
     assert transport.closed
+
+
+def test_a_probe_cancelled_while_its_5xx_is_released_leaves_the_circuit_probeable(
+        tmp_path: Path) -> None:
+    # A client disconnect can cancel the request while the failed answer is drained: the
+    # half-open probe must be given up, or the target stays out of service for good.
+    solo = {"main": {"targets": [{"url": "http://a.test"}],
+                     "circuit_breaker": {"failures": 1, "cooldown": 600}}}
+    cfg = config(tmp_path, [route()], solo)
+    now = [0.0]
+    health = TargetHealth(clock=lambda: now[0])
+    health.record_failure("http://a.test", cfg.groups["main"].breaker)  # circuit open
+    now[0] += 601  # cool-down over: the next request is the probe
+    releasing = asyncio.Event()
+
+    async def release() -> None:
+        releasing.set()
+        await asyncio.Event().wait()  # drains until cancelled
+
+    async def handle(request: UpstreamRequest) -> ProxyResponse:
+        return ProxyResponse(500, [], body=b"", release=release)
+
+    async def probe_and_cancel() -> None:
+        task = asyncio.ensure_future(client(FakeTransport(handle), health).send(
+            context(cfg, "/api/x"), None))
+        await releasing.wait()
+        assert not health.usable("http://a.test")  # the probe is in flight
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(probe_and_cancel())
+    assert health.usable("http://a.test")
