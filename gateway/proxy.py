@@ -81,6 +81,10 @@ class ProxyEndpoint:
                     raise body.failure from None
                 raise
             finally:
+                if isinstance(body, BodyStream):
+                    # The upstream client may still be sending the body after its answer:
+                    # its end must not watch a request that no longer waits on anything.
+                    body.on_end = _nothing
                 self.disconnects.disarm(receive)
             started = True
             await self._answer(ctx, response, receive, send)
@@ -166,6 +170,10 @@ async def _read_whole(receive: Receive, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _nothing() -> None:
+    pass
 
 
 class BodyStream:
