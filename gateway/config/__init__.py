@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config.limits import compile_limits
+from gateway.config.limits import LimitsTable, compile_limits
 from gateway.config.models import RoutesFile, TenantsFile, TiersFile
 from gateway.config.reserved import RESERVED_LIST, shadowed_reserved
 from gateway.config.runtime import (
@@ -113,6 +113,26 @@ def _check_tenants(path: Path, route_names: set[str] | None, tiers: TiersFile | 
     return tenants
 
 
+def _check_costs(routes_path: Path, lines: LineMap, doc: RoutesFile, tenants: TenantsFile,
+                 limits: LimitsTable) -> None:
+    """Refuse a route whose cost exceeds a whole limit of someone who may call it: every
+    request would be a 429 whose Retry-After never helps."""
+    allowed = {tid: None if "*" in t.routes else set(t.routes)
+               for tid, t in tenants.tenants.items()}
+    index = {r.name: i for i, r in enumerate(doc.routes)}
+    problems, seen = [], set()
+    for tid, route, cost, item in limits.unaffordable(allowed):
+        if (route, str(item)) in seen:
+            continue  # one line per route and limit, not one per tenant of a tier
+        seen.add((route, str(item)))
+        who = f"tenant {tid}" if tid is not None else "the default tier"
+        problems.append(field_error(
+            routes_path, lines, ("routes", index[route], "cost"),
+            f"cost {cost} exceeds {who}'s limit of {item}: no request could be admitted"))
+    if problems:
+        raise ConfigError.of(problems)
+
+
 def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeConfig:
     """Load, validate and compile everything; raises one ConfigError naming every problem
     found (each file is checked even when another one failed)."""
@@ -142,6 +162,8 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         name: compile_group(name, spec) for name, spec in doc.upstreams.items()
     }
     compiled = [(compile_route(spec, doc, groups), spec) for spec in doc.routes]
+    limits = compile_limits(tiers.tiers, tenants.tenants, {r.name: r.cost for r in doc.routes})
+    _check_costs(routes_path, lines, doc, tenants, limits)
     sources = [str(routes_path)]
     if policies_dir is not None and policies_dir.is_dir():
         sources += sorted(str(p) for p in policies_dir.glob("*.yaml"))
@@ -152,7 +174,7 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         tiers=tiers.tiers,
         tenants=tenants.tenants,
         sources=tuple(sources),
-        limits=compile_limits(tiers.tiers, tenants.tenants, {r.name: r.cost for r in doc.routes}),
+        limits=limits,
         api_schemas=api_schemas,
         schema_files=schema_files,
     )

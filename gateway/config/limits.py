@@ -91,6 +91,23 @@ class LimitsTable:
             return found
         return self._fallback.get(route, UNLIMITED)
 
+    def unaffordable(self, allowed: dict[str, set[str] | None]
+                     ) -> list[tuple[str | None, str, int, RateLimitItem]]:
+        """(tenant, route, cost, limit) wherever a route's cost exceeds a whole limit: no
+        request of that route could ever be admitted. `allowed`: the routes each tenant
+        may call (None: all); None as the tenant stands for tenants not in tenants.yaml."""
+        found = []
+        for (tid, route), eff in [*self._table.items(),
+                                  *(((None, r), e) for r, e in self._fallback.items())]:
+            routes = allowed.get(tid) if tid is not None else None
+            if routes is not None and route not in routes:
+                continue
+            for item in (*eff.rate, *eff.route_rate):
+                if eff.cost > item.amount:
+                    found.append((tid, route, eff.cost, item))
+                    break
+        return found
+
 
 def compile_limits(tiers: dict[str, Tier], tenants: dict[str, Tenant],
                    route_costs: dict[str, int]) -> LimitsTable:

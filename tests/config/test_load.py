@@ -215,3 +215,22 @@ def test_an_empty_file_is_refused_not_read_as_no_tenants(tmp_path):
         (policies / name).write_text(original)
     (policies / "tenants.yaml").write_text("tenants: {}\n")
     assert load_config(routes, policies).tenants == {}
+
+
+def test_a_cost_above_a_whole_limit_is_refused(tmp_path):
+    # Every request of that route would be a 429 that no wait could cure.
+    routes = write(tmp_path, GOOD.replace("    rewrite: /predict\n",
+                                          "    rewrite: /predict\n    cost: 100\n"))
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "tiers.yaml").write_text("tiers:\n  free:\n    rate: 60/minute\n")
+    (policies / "tenants.yaml").write_text(
+        "tenants:\n  acme:\n    tier: free\n  beta:\n    tier: free\n"
+        "  other:\n    tier: free\n    routes: [pref]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(routes, policies)
+    assert exc.value.field == "routes[0].cost"
+    assert exc.value.line == 17 and "60 per 1 minute" in exc.value.message
+    assert not exc.value.others  # one problem per route and limit, not per tenant
+    (policies / "tiers.yaml").write_text("tiers:\n  free:\n    rate: 100/minute\n")
+    assert load_config(routes, policies).routes["exact"].cost == 100
