@@ -55,7 +55,7 @@ from gateway.auth.client_auth import AUTH_FAILED, ClientCredentials, presented_c
 from gateway.auth.oauth_clients import AUTH_METHODS, GRANT_TYPE, OAuthClientRecord
 from gateway.auth.service import AuthService
 from gateway.config.runtime import ConfigHolder
-from gateway.errors import PROBLEM_BASE
+from gateway.errors import PROBLEM_BASE, PayloadTooLarge
 
 log = structlog.get_logger("gateway.auth")
 
@@ -229,7 +229,7 @@ async def _read_form(request: Request) -> dict[str, str]:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_TOKEN_REQUEST:
-            raise InvalidRequestError("The request body is too large.")
+            raise PayloadTooLarge(MAX_TOKEN_REQUEST)  # the contract's 413, problem+json
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.auth.oauth import JWKS_PATH, METADATA_PATH, TOKEN_PATH
-from gateway.openapi.components import JSON, Obj, header_ref, schema_ref
+from gateway.openapi.components import JSON, Obj, header_ref, response_ref, schema_ref
 
 OPENAPI_PATH = "/openapi.json"
 FORM = "application/x-www-form-urlencoded"
@@ -47,6 +47,7 @@ def _token() -> Obj:
             "400": _oauth_error("invalid_request, unsupported_grant_type or invalid_scope"),
             "401": _oauth_error("invalid_client: unknown client, bad secret or disabled "
                                 "tenant (WWW-Authenticate: Basic when Basic was tried)"),
+            "413": response_ref(413),  # a body over 8 KiB: the gateway's own problem
         },
     }}
 

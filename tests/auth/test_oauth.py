@@ -184,3 +184,11 @@ def test_jwks_metadata_and_signing_key_rotation(gw, cli):
     assert gw.client.get("/.well-known/jwks.json").json()["keys"][0]["kid"] == new_kid
     for token in (old_token, new_token):  # the retired key still verifies its tokens
         assert gw.client.post("/v1/sentiment", headers=bearer(token)).status_code == 200
+
+
+def test_an_oversized_token_request_is_a_413_problem(gw):
+    r = gw.client.post(TOKEN, content=b"grant_type=client_credentials&pad=" + b"x" * 9000,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 413 and r.json()["request_id"] == r.headers["x-request-id"]
