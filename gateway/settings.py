@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     store_breaker_failures: int = Field(3, ge=1, description="consecutive errors that open it")
     store_breaker_cooldown: float = Field(1.0, gt=0, le=300, description="seconds before a probe")
     store_timeout: float = Field(1.0, gt=0, le=30, description="seconds per Redis call")
+    # The stores' Redis client: MuxRedis (one pipelined connection, measured faster) or
+    # redis-py's (a blocking pool); both pass the same store suites (stores/redis_bridge.py).
+    store_redis_client: Literal["mux", "redis-py"] = "mux"
     # A replica's in-flight slots live this long unless refreshed; a crashed one's expire.
     inflight_slot_ttl: float = Field(30.0, ge=1, le=3600)
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0, description="memory cache, all entries")

@@ -3,7 +3,8 @@
 `connect_redis(url)` and `connect_mux(url)` are the one place Redis clients are
 configured: short timeouts so a dead Redis costs milliseconds, not seconds. The stores
 here (cache, rate limits and in-flight slots) speak through `MuxRedis`, one pipelined
-connection; redis-py serves the key store. Redis errors become `StoreUnavailable`
+connection, or redis-py by GATEWAY_STORE_REDIS_CLIENT (redis_bridge.py); redis-py serves
+the key store. Redis errors become `StoreUnavailable`
 inside the stores (`GuardedStore`, breaker.py), never above.
 
 `open_stores(settings)` picks the implementations: memory when `GATEWAY_REDIS_URL` is
@@ -25,6 +26,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from gateway.errors import StoreUnavailable
 from gateway.stores.breaker import StoreBreaker
 from gateway.stores.rate_limits import RateLimitStore
+from gateway.stores.redis_bridge import RedisPyBridge, StoreRedis
 from gateway.stores.redis_mux import MuxRedis
 
 if TYPE_CHECKING:
@@ -59,6 +61,15 @@ def connect_mux(url: str, timeout: float | None = None) -> MuxRedis:
     return MuxRedis(url, timeout or REDIS_SOCKET_TIMEOUT, timeout or REDIS_CONNECT_TIMEOUT)
 
 
+def connect_store_client(url: str, timeout: float | None = None, kind: str = "mux"
+                         ) -> StoreRedis:
+    """The stores' client of `url`, by GATEWAY_STORE_REDIS_CLIENT (no I/O until first use)."""
+    if kind == "redis-py":
+        return RedisPyBridge(url, timeout or REDIS_SOCKET_TIMEOUT,
+                             timeout or REDIS_CONNECT_TIMEOUT)
+    return connect_mux(url, timeout)
+
+
 class CacheStore(Protocol):
     """Response cache entries: a stored answer under a key, gone after its TTL."""
 
@@ -79,7 +90,7 @@ class Stores:
     breaker: StoreBreaker  # the Redis stores' (never opens in memory)
     redis: aioredis.Redis | None  # redis-py: the key store's client
     slot_ttl: float
-    mux: MuxRedis | None = None  # the stores' own calls
+    mux: StoreRedis | None = None  # the stores' own calls
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
     async def refresh_forever(self) -> None:
@@ -119,7 +130,8 @@ def open_stores(settings: Settings) -> Stores:
 
     # The timeout bounds Redis *and* this process' event-loop lag: under a burst, a reply
     # can sit unread for a few hundred ms, which must not read as an outage.
-    mux = connect_mux(settings.redis_url, settings.store_timeout)
+    mux = connect_store_client(settings.redis_url, settings.store_timeout,
+                               settings.store_redis_client)
     # Every store call goes through MuxRedis, which queues on one connection: nothing to
     # bound (redis-py's pool, which fails when full, serves only the key store).
     breaker = StoreBreaker("redis", settings.store_breaker_failures,

@@ -1,6 +1,6 @@
 """Redis stores: state shared by every replica. Atomic steps are Lua files in `lua/`.
 
-Every store here speaks through `MuxRedis` (one pipelined connection; see redis_mux.py):
+Every store here speaks through a `StoreRedis` (redis_bridge.py: MuxRedis by default):
 these are the calls on the request path. Each is a `GuardedStore`: its methods run
 through the `StoreBreaker`, so they raise `StoreUnavailable` and nothing else.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from gateway.cache_entry import CachedAnswer, decode_entry, encode_entry
 from gateway.stores.breaker import GuardedStore, StoreBreaker
 from gateway.stores.rate_limits import Charge, Check, LimitState
-from gateway.stores.redis_mux import MuxRedis, MuxScript
+from gateway.stores.redis_bridge import StoreRedis, StoreScript
 from gateway.stores.strategies import STRATEGIES
 
 CACHE_PREFIX = "gw:cache:"
@@ -38,7 +38,7 @@ class RedisCacheStore(GuardedStore):
     """Cache entries as plain Redis strings with a TTL (Redis evicts them itself), in the
     versioned encoding of `cache_entry` (replicas of different releases may share them)."""
 
-    def __init__(self, client: MuxRedis, breaker: StoreBreaker):
+    def __init__(self, client: StoreRedis, breaker: StoreBreaker):
         self.client = client
         self.breaker = breaker
 
@@ -64,14 +64,14 @@ class RedisRateLimitStore(GuardedStore):
     request runs; if the process dies, they expire after `ttl`.
     """
 
-    def __init__(self, client: MuxRedis, breaker: StoreBreaker, strategy: str, ttl: float):
+    def __init__(self, client: StoreRedis, breaker: StoreBreaker, strategy: str, ttl: float):
         self.client = client
         self.breaker = breaker
         self.ttl_ms = int(ttl * 1000)
         self.prefix = RATE_LIMIT_PREFIX + STRATEGIES[strategy].tag + "/"
-        self._charge = MuxScript(client, charge_script(strategy))
-        self._refresh = MuxScript(client, lua_script("refresh_slots"))
-        self._count = MuxScript(client, lua_script("count_slots"))
+        self._charge = StoreScript(client, charge_script(strategy))
+        self._refresh = StoreScript(client, lua_script("refresh_slots"))
+        self._count = StoreScript(client, lua_script("count_slots"))
         self._slot_prefix = os.urandom(6).hex() + ":"
         self._next = 0
 

@@ -27,7 +27,6 @@ MULTI, no pub/sub); redis-py stays the client for the rest.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import deque
 from typing import Any
@@ -238,21 +237,3 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a connect's failure as seen even if every caller had gone (no warning)."""
     if not task.cancelled():
         task.exception()
-
-
-class MuxScript:
-    """A Lua script run by EVALSHA, loaded on the first NOSCRIPT (as redis-py does)."""
-
-    def __init__(self, client: MuxRedis, text: str):
-        self.client = client
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        await self.client.execute("SCRIPT", "LOAD", self.text)
-        return await self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)

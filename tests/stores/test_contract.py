@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from gateway.cache_entry import CachedAnswer
-from gateway.stores import connect_mux, connect_redis
+from gateway.stores import connect_mux, connect_redis, connect_store_client
 from gateway.stores.breaker import StoreBreaker
 from gateway.stores.memory import MemoryCacheStore
 from gateway.stores.redis import RedisCacheStore
+from gateway.stores.redis_bridge import StoreScript
 from tests.processes import RedisServer
 
 
@@ -25,7 +26,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-py"])
 def stores(request: pytest.FixtureRequest, redis_url: str) -> Any:
     """Opens a cache store of one kind inside the test's event loop; a Redis one over a
     database emptied afterwards."""
@@ -35,7 +36,8 @@ def stores(request: pytest.FixtureRequest, redis_url: str) -> Any:
         if request.param == "memory":
             yield MemoryCacheStore(1 << 20)
             return
-        client = connect_mux(redis_url)
+        client = connect_store_client(redis_url, kind="mux" if request.param == "redis"
+                                      else request.param)
         try:
             yield RedisCacheStore(client, StoreBreaker("redis", 3, 1.0, None))
         finally:
@@ -191,3 +193,18 @@ def test_redis_py_client_survives_a_restart(redis_server):
             await client.aclose()
 
     assert run(go()) == [True] * 5
+
+
+@pytest.mark.parametrize("kind", ["mux", "redis-py"])
+def test_each_store_client_reloads_a_script_redis_has_forgotten(redis_url, kind):
+    # A Redis restart (or SCRIPT FLUSH) forgets loaded scripts: EVALSHA's NOSCRIPT must
+    # load it again, whichever client sends it (redis-py names the error NoScriptError).
+    async def go() -> object:
+        client = connect_store_client(redis_url, kind=kind)
+        try:
+            await client.execute("SCRIPT", "FLUSH")
+            return await StoreScript(client, "return ARGV[1]")([], ["again"])
+        finally:
+            await client.aclose()
+
+    assert run(go()) == b"again"

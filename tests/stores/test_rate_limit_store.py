@@ -15,7 +15,7 @@ from limits import parse
 
 from gateway.cache_entry import CachedAnswer
 from gateway.errors import StoreUnavailable
-from gateway.stores import connect_mux
+from gateway.stores import connect_mux, connect_store_client
 from gateway.stores.breaker import StoreBreaker
 from gateway.stores.memory import MemoryRateLimitStore
 from gateway.stores.rate_limits import Check, limit_check
@@ -34,13 +34,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-def redis_store(url: str, strategy: str, ttl: float = 30) -> tuple[Any, RedisRateLimitStore]:
-    client = connect_mux(url)
+def redis_store(url: str, strategy: str, ttl: float = 30, kind: str = "mux"
+                ) -> tuple[Any, RedisRateLimitStore]:
+    client = connect_store_client(url, kind=kind)
     return client, RedisRateLimitStore(client, StoreBreaker("redis", 3, 1.0, None), strategy,
                                        ttl)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-py"])
 def opened(request: pytest.FixtureRequest, redis_url: str) -> Any:
     """`opened(strategy)`: a rate-limit store of this kind, inside the test's loop."""
 
@@ -49,7 +50,8 @@ def opened(request: pytest.FixtureRequest, redis_url: str) -> Any:
         if request.param == "memory":
             yield MemoryRateLimitStore(strategy)
             return
-        client, store = redis_store(redis_url, strategy)
+        kind = "mux" if request.param == "redis" else request.param
+        client, store = redis_store(redis_url, strategy, kind=kind)
         try:
             yield store
         finally:

@@ -18,7 +18,8 @@ import pytest
 from redis.exceptions import ConnectionError, DataError, ResponseError, TimeoutError
 
 from gateway.stores import connect_redis
-from gateway.stores.redis_mux import MuxRedis, MuxScript, _Link
+from gateway.stores.redis_bridge import StoreScript
+from gateway.stores.redis_mux import MuxRedis, _Link
 from tests.processes import RedisServer
 from tests.servers import free_port
 
@@ -257,7 +258,7 @@ def test_error_replies_raise_and_the_connection_goes_on(redis_server):
 def test_scripts_are_loaded_again_after_a_flush(redis_server):
     async def go() -> list[object]:
         mux = MuxRedis(redis_server.url, 1.0, 1.0)
-        script = MuxScript(mux, "return {KEYS[1], ARGV[1]}")
+        script = StoreScript(mux, "return {KEYS[1], ARGV[1]}")
         try:
             first = await script(["k"], ["a"])
             await mux.execute("SCRIPT", "FLUSH")
