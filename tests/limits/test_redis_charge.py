@@ -164,8 +164,9 @@ def test_one_request_is_one_redis_round_trip(tmp_path: Path, backend, redis_serv
 
 def test_refused_requests_are_one_round_trip_too(tmp_path: Path, backend, redis_server,
                                                  monkeypatch) -> None:
+    # `heavy` (cost 3) could never fit 1/minute, which the config refuses: not allowed here.
     write_setup(tmp_path, backend.url, {"basic": {"rate": "1/minute", "max_in_flight": 2}},
-                {"acme": {"tier": "basic"}}, ROUTES)
+                {"acme": {"tier": "basic", "routes": ["a", "b"]}}, ROUTES)
     settings = make_settings(tmp_path, redis_url=redis_server.url)
     config = load_config(settings.routes_file, settings.policies_dir)
     trips = RoundTrips(monkeypatch)
