@@ -118,17 +118,17 @@ def _check_costs(routes_path: Path, lines: LineMap, doc: RoutesFile, tenants: Te
     """Refuse a route whose cost exceeds a whole limit of someone who may call it: every
     request would be a 429 whose Retry-After never helps."""
     allowed = {tid: None if "*" in t.routes else set(t.routes)
-               for tid, t in tenants.tenants.items()}
+               for tid, t in tenants.tenants.items() if t.enabled}
     index = {r.name: i for i, r in enumerate(doc.routes)}
     problems, seen = [], set()
     for tid, route, cost, item in limits.unaffordable(allowed):
         if (route, str(item)) in seen:
             continue  # one line per route and limit, not one per tenant of a tier
         seen.add((route, str(item)))
-        who = f"tenant {tid}" if tid is not None else "the default tier"
         problems.append(field_error(
             routes_path, lines, ("routes", index[route], "cost"),
-            f"cost {cost} exceeds {who}'s limit of {item}: no request could be admitted"))
+            f"cost {cost} exceeds tenant {tid}'s limit of {item}: no request could be "
+            "admitted"))
     if problems:
         raise ConfigError.of(problems)
 

@@ -92,14 +92,15 @@ class LimitsTable:
         return self._fallback.get(route, UNLIMITED)
 
     def unaffordable(self, allowed: dict[str, set[str] | None]
-                     ) -> list[tuple[str | None, str, int, RateLimitItem]]:
+                     ) -> list[tuple[str, str, int, RateLimitItem]]:
         """(tenant, route, cost, limit) wherever a route's cost exceeds a whole limit: no
-        request of that route could ever be admitted. `allowed`: the routes each tenant
-        may call (None: all); None as the tenant stands for tenants not in tenants.yaml."""
+        request of that route could ever be admitted. `allowed`: the routes each enabled
+        tenant may call (None: all); no other tenant is admitted, so none other counts."""
         found = []
-        for (tid, route), eff in [*self._table.items(),
-                                  *(((None, r), e) for r, e in self._fallback.items())]:
-            routes = allowed.get(tid) if tid is not None else None
+        for (tid, route), eff in self._table.items():
+            if tid not in allowed:
+                continue
+            routes = allowed[tid]
             if routes is not None and route not in routes:
                 continue
             for item in (*eff.rate, *eff.route_rate):

@@ -232,5 +232,11 @@ def test_a_cost_above_a_whole_limit_is_refused(tmp_path):
     assert exc.value.field == "routes[0].cost"
     assert exc.value.line == 17 and "60 per 1 minute" in exc.value.message
     assert not exc.value.others  # one problem per route and limit, not per tenant
+    # Nobody who could call it is limited below its cost: a disabled tenant, one not
+    # allowed the route, and tenants not in tenants.yaml (never admitted) do not count.
+    (policies / "tenants.yaml").write_text(
+        "tenants:\n  acme:\n    tier: free\n    enabled: false\n"
+        "  other:\n    tier: free\n    routes: [pref]\n")
+    assert load_config(routes, policies).routes["exact"].cost == 100
     (policies / "tiers.yaml").write_text("tiers:\n  free:\n    rate: 100/minute\n")
     assert load_config(routes, policies).routes["exact"].cost == 100
