@@ -31,7 +31,7 @@ import tracemalloc
 from typing import Any
 
 import uvloop
-from harness import LOAD_CORE, free_port, start, stop, wait_port
+from harness import redis_server, stop
 from limits import parse_many
 
 from gateway.config.limits import EffectiveLimits
@@ -172,11 +172,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    port = free_port()
-    redis = start(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                  LOAD_CORE)
+    redis, port = redis_server()
     try:
-        wait_port(port)
         uvloop.run(run(port, args))
     finally:
         stop(redis)

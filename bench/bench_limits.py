@@ -32,11 +32,11 @@ from pathlib import Path
 
 from harness import (
     GATEWAY_CORE,
-    LOAD_CORE,
     ROOT,
     Result,
     fake_upstream,
     free_port,
+    redis_server,
     start,
     stop,
     wait_port,
@@ -111,10 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     s, rounds = args.seconds, args.rounds
     upstream, up_port = fake_upstream()
-    redis_port = free_port()
-    redis = start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly",
-                   "no"], LOAD_CORE)
-    wait_port(redis_port)
+    redis, redis_port = redis_server()
     # This machine's speed drifts by tens of percent within minutes: every comparison is
     # between cases run alternately in the same gateway, and medians of the rounds.
     runs: dict[str, list[Result]] = {}

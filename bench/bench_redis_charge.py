@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 import uvloop
-from harness import LOAD_CORE, free_port, start, stop, wait_port
+from harness import redis_server, stop
 from limits import parse
 
 from gateway.stores import connect_mux, connect_redis
@@ -77,11 +77,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    port = free_port()
-    redis = start(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                  LOAD_CORE)
+    redis, port = redis_server()
     try:
-        wait_port(port)
         results = uvloop.run(measure(port, args.calls, args.rounds))
     finally:
         stop(redis)

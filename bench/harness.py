@@ -133,6 +133,15 @@ def fake_upstream(core: str = LOAD_CORE) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
+def redis_server(core: str = LOAD_CORE) -> tuple[subprocess.Popen[bytes], int]:
+    """A throwaway redis-server (nothing kept on disk) on a free port, ready."""
+    port = free_port()
+    proc = start(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+                 core)
+    wait_port(port)
+    return proc, port
+
+
 def gateway(routes: str, env: dict[str, str] | None = None, workdir: Path | None = None
             ) -> tuple[subprocess.Popen[bytes], int, Path]:
     """`gateway serve` (one worker) on the gateway core, with the given routes.yaml text."""
