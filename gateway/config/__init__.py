@@ -23,7 +23,7 @@ from gateway.config.runtime import (
     compile_route,
 )
 from gateway.config.schemas import RouteSchemas, resolve_route_schemas
-from gateway.config.source import LineMap, field_error, read_model
+from gateway.config.source import LineMap, M, field_error, read_model
 from gateway.errors import ConfigError
 
 __all__ = ["ConfigError", "ConfigHolder", "RuntimeConfig", "load_config", "load_routes"]
@@ -73,13 +73,22 @@ def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[Con
     return problems
 
 
-def _check_tiers(path: Path, route_names: set[str] | None, problems: list[ConfigError]
-                 ) -> TiersFile | None:
+def _read_noting(path: Path, model: type[M], problems: list[ConfigError]
+                 ) -> tuple[M, LineMap] | None:
+    """read_model, with a problem noted instead of raised (every file gets checked)."""
     try:
-        tiers, lines = read_model(path, TiersFile)
+        return read_model(path, model)
     except ConfigError as exc:
         problems.append(exc)
         return None
+
+
+def _check_tiers(path: Path, route_names: set[str] | None, problems: list[ConfigError]
+                 ) -> TiersFile | None:
+    read = _read_noting(path, TiersFile, problems)
+    if read is None:
+        return None
+    tiers, lines = read
     for name, tier in tiers.tiers.items():
         for route in tier.routes:
             if route_names is not None and route not in route_names:
@@ -90,11 +99,10 @@ def _check_tiers(path: Path, route_names: set[str] | None, problems: list[Config
 
 def _check_tenants(path: Path, route_names: set[str] | None, tiers: TiersFile | None,
                    problems: list[ConfigError]) -> TenantsFile | None:
-    try:
-        tenants, lines = read_model(path, TenantsFile)
-    except ConfigError as exc:
-        problems.append(exc)
+    read = _read_noting(path, TenantsFile, problems)
+    if read is None:
         return None
+    tenants, lines = read
     for tid, tenant in tenants.tenants.items():
         if tiers is not None and tenant.tier is not None and tenant.tier not in tiers.tiers:
             problems.append(field_error(path, lines, ("tenants", tid, "tier"),
