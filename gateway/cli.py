@@ -61,6 +61,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(routes, settings.policies_dir)  # ConfigError: reported by main
     print(f"ok: {len(config.routes)} routes, {len(config.groups)} upstream groups "
           f"({', '.join(config.sources)})")
+    # What each target is sent besides the client's headers; secrets by where they come
+    # from only (their values are never printed).
+    for group in config.groups.values():
+        for target in group.targets:
+            if target.headers:
+                shown = ", ".join(f"{h.name}: {h.shown}" for h in target.headers)
+                print(f"upstream {group.name} {target.url}: {shown}")
     return 0
 
 

@@ -30,6 +30,7 @@ from gateway.upstream_rules import (
     forward_headers,
     may_fall_back,
     may_retry,
+    with_target_headers,
 )
 
 log = structlog.get_logger("gateway.upstream")
@@ -105,8 +106,9 @@ class UpstreamClient:
             started = time.perf_counter()
             try:
                 response = await self.transport.send(UpstreamRequest(
-                    ctx.method, target.url + path, headers, body, ctx.route.connect_timeout,
-                    ctx.route.total_timeout))
+                    ctx.method, target.url + path,
+                    with_target_headers(headers, target) if target.headers else headers,
+                    body, ctx.route.connect_timeout, ctx.route.total_timeout))
             except AttemptFailed as exc:
                 failure = exc.failure
             except asyncio.CancelledError:
@@ -157,8 +159,9 @@ class UpstreamClient:
             return
         try:
             response = await self.transport.send(UpstreamRequest(
-                ctx.method, target.url + path, headers, body, ctx.route.connect_timeout,
-                ctx.route.total_timeout))
+                ctx.method, target.url + path,
+                with_target_headers(headers, target) if target.headers else headers,
+                body, ctx.route.connect_timeout, ctx.route.total_timeout))
             if response.release is not None:
                 await response.release()
             ok = response.status < 500

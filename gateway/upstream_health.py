@@ -17,7 +17,7 @@ import httpx
 import structlog
 
 from gateway.config.models import CircuitBreaker
-from gateway.config.runtime import CompiledGroup, ConfigHolder
+from gateway.config.runtime import CompiledGroup, CompiledTarget, ConfigHolder
 
 log = structlog.get_logger("gateway.upstream")
 
@@ -112,13 +112,17 @@ class TargetHealth:
     # -- active checks ------------------------------------------------------------------
 
     async def check_target(self, client: httpx.AsyncClient, group: CompiledGroup,
-                           url: str) -> None:
+                           target: CompiledTarget) -> None:
         hc = group.health_check
         assert hc is not None
+        url = target.url
         st = self.state(url)
         st.last_check = self.clock()
         try:
-            r = await client.get(url + hc.path, timeout=hc.timeout)
+            # With the target's configured headers: a provider's health path may need
+            # the same credentials as its API.
+            r = await client.get(url + hc.path, timeout=hc.timeout,
+                                 headers={h.name: h.value for h in target.headers})
             ok = r.status_code < 500
         except httpx.HTTPError:
             ok = False
@@ -139,11 +143,12 @@ class TargetHealth:
         while True:
             now = self.clock()
             due = {  # by URL: a target shared by two groups is checked once
-                t.url: g
+                t.url: (g, t)
                 for g in holder.current.groups.values() if g.health_check
                 for t in g.targets
                 if now - self.state(t.url).last_check >= g.health_check.interval
             }
             if due:
-                await asyncio.gather(*(self.check_target(client, g, u) for u, g in due.items()))
+                await asyncio.gather(*(self.check_target(client, g, t)
+                                       for g, t in due.values()))
             await asyncio.sleep(tick)

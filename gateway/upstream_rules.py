@@ -99,6 +99,16 @@ def forward_headers(ctx: RequestContext, traceparent: bytes) -> list[tuple[str, 
     return out
 
 
+def with_target_headers(headers: list[tuple[str, str]], target: CompiledTarget
+                        ) -> list[tuple[str, str]]:
+    """`headers` with the target's configured ones (routes.yaml `headers:`), which replace
+    a client's header of the same name."""
+    names = target.header_names
+    out = [h for h in headers if h[0].lower() not in names]
+    out += [(h.name, h.value) for h in target.headers]
+    return out
+
+
 def answer_headers(raw: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers the client may see, as ASGI wants them."""
     out = []

@@ -23,6 +23,7 @@ from gateway.config.runtime import (
     compile_route,
 )
 from gateway.config.schemas import RouteSchemas, resolve_route_schemas
+from gateway.config.secrets import UpstreamHeader, resolve_upstream_headers
 from gateway.config.source import LineMap, M, field_error, read_model
 from gateway.errors import ConfigError
 
@@ -148,10 +149,13 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
     doc: RoutesFile | None = None
     api_schemas: dict[str, RouteSchemas] = {}
     schema_files: tuple[str, ...] = ()
+    headers: dict[tuple[str, int], tuple[UpstreamHeader, ...]] = {}
+    secret_files: tuple[str, ...] = ()
     try:
         doc, lines = read_model(routes_path, RoutesFile)
         problems += _reference_problems(routes_path, doc, lines)
         api_schemas, schema_files = resolve_route_schemas(doc, routes_path, lines, problems)
+        headers, secret_files = resolve_upstream_headers(doc, routes_path, lines, problems)
     except ConfigError as exc:
         problems.append(exc)
     route_names = {r.name for r in doc.routes} if doc is not None else None
@@ -167,7 +171,7 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         raise ConfigError.of(problems)
     assert doc is not None and tiers is not None and tenants is not None
     groups: dict[str, CompiledGroup] = {
-        name: compile_group(name, spec) for name, spec in doc.upstreams.items()
+        name: compile_group(name, spec, headers) for name, spec in doc.upstreams.items()
     }
     compiled = [(compile_route(spec, doc, groups), spec) for spec in doc.routes]
     limits = compile_limits(tiers.tiers, tenants.tenants, {r.name: r.cost for r in doc.routes})
@@ -185,4 +189,5 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         limits=limits,
         api_schemas=api_schemas,
         schema_files=schema_files,
+        secret_files=secret_files,
     )

@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    HttpUrl,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -31,11 +40,66 @@ class Timeout(Model):
     total: Seconds = 30.0
 
 
+class SecretRef(Model):
+    """A header value kept out of routes.yaml: read from an environment variable or a
+    file (a mounted secret) each time the config loads, never logged or printed."""
+
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: str | None = Field(None, min_length=1)
+    prefix: str = ""  # put before the secret, e.g. "Bearer "
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers whose values are credentials: only a SecretRef may set them.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key",
+                                "api-key", "cookie"})
+CREDENTIAL_WORDS = ("key", "token", "secret", "password", "auth")
+# Set by the gateway itself on every upstream request (or by the HTTP client).
+GATEWAY_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
+                             "x-request-id", "traceparent", "x-forwarded-for", "x-tenant-id"})
+# A string is a static value; a mapping a secret (one branch each, so an error in a
+# secret's mapping is reported once, at its own field: tags with "[" are left out of the
+# field path by `source.validation_error`).
+HeaderValue = Annotated[
+    Annotated[str, Tag("value[static]")] | Annotated[SecretRef, Tag("value[secret]")],
+    Discriminator(lambda v: "value[static]" if isinstance(v, str) else "value[secret]"),
+]
+
+
+def _check_headers(headers: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
+    for name, value in headers.items():
+        lower = name.lower()
+        if not HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a header name")
+        if lower in GATEWAY_HEADERS:
+            raise ValueError(f"{name} is set by the gateway itself")
+        if isinstance(value, str):
+            if lower in CREDENTIAL_HEADERS or any(w in lower for w in CREDENTIAL_WORDS):
+                raise ValueError(
+                    f"{name} carries a credential: give it as {{env: NAME}} or "
+                    "{file: PATH}, never inline in routes.yaml")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"the value of {name} holds a line break")
+    return headers
+
+
 class Target(Model):
     """One upstream server and its share of the group's traffic."""
 
     url: HttpUrl
     weight: int = Field(1, ge=0, le=10_000)
+    headers: dict[str, HeaderValue] = {}  # over the group's, header by header
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, v: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
+        return _check_headers(v)
 
     @field_validator("url")
     @classmethod
@@ -66,8 +130,16 @@ class UpstreamGroup(Model):
     """Named set of weighted targets (e.g. 90/10 between two model versions)."""
 
     targets: list[Target] = Field(min_length=1)
+    # Sent to every target with each request (a target's own headers win, by name); they
+    # replace a client's header of the same name.
+    headers: dict[str, HeaderValue] = {}
     health_check: HealthCheck | None = None
     circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, v: dict[str, HeaderValue]) -> dict[str, HeaderValue]:
+        return _check_headers(v)
 
     @model_validator(mode="after")
     def _some_weight(self) -> UpstreamGroup:

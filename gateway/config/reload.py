@@ -29,7 +29,7 @@ def files_signature(routes_path: Path, policies_dir: Path,
     paths = [routes_path]
     if policies_dir.is_dir():
         paths += sorted(policies_dir.glob("*.yaml"))
-    paths += [Path(f) for f in schema_files]  # the route schemas of the current config
+    paths += [Path(f) for f in schema_files]  # route schemas, secret files
     sig = []
     for p in paths:
         try:
@@ -60,7 +60,7 @@ class ConfigReloader:
 
     def _files_signature(self) -> Signature:
         return files_signature(self.routes_path, self.policies_dir,
-                               self.holder.current.schema_files)
+                               self.holder.current.watched_files)
 
     def check(self) -> bool:
         """Reload if anything changed; True when a new config was swapped in."""

@@ -25,15 +25,19 @@ from gateway.config.models import (
     Tier,
 )
 from gateway.config.schemas import RouteSchemas
+from gateway.config.secrets import UpstreamHeader
 from gateway.errors import MethodNotAllowed, NotFound
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledTarget:
-    """One upstream server: its base URL without a trailing slash."""
+    """One upstream server: its base URL without a trailing slash, and the headers the
+    gateway adds to every request to it (secrets among them are `Redacted`)."""
 
     url: str
     weight: int
+    headers: tuple[UpstreamHeader, ...] = ()
+    header_names: frozenset[str] = frozenset()  # lower-case: the client's are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +152,14 @@ class Router:
         raise NotFound(NotFound.NO_ROUTE.format(path=path))
 
 
-def compile_group(name: str, spec: Any) -> CompiledGroup:
+def compile_group(name: str, spec: Any,
+                  headers: Mapping[tuple[str, int], tuple[UpstreamHeader, ...]] | None = None
+                  ) -> CompiledGroup:
+    found = headers or {}
     targets = tuple(
-        CompiledTarget(str(t.url).rstrip("/"), t.weight) for t in spec.targets
+        CompiledTarget(str(t.url).rstrip("/"), t.weight, found.get((name, i), ()),
+                       frozenset(h.name.lower() for h in found.get((name, i), ())))
+        for i, t in enumerate(spec.targets)
     )
     return CompiledGroup(
         name=name,
@@ -210,6 +219,12 @@ class RuntimeConfig:
     # The OpenAPI document's route schemas, and the schema files read (reload watches them).
     api_schemas: Mapping[str, RouteSchemas] = field(default_factory=dict)
     schema_files: tuple[str, ...] = ()
+    secret_files: tuple[str, ...] = ()  # upstream header secrets (reload watches them)
+
+    @property
+    def watched_files(self) -> tuple[str, ...]:
+        """Files besides routes.yaml and policies/ whose edit reloads this config."""
+        return self.schema_files + self.secret_files
 
 
 class ConfigHolder:
