@@ -35,6 +35,7 @@ from gateway.pipeline import Policy
 from gateway.pipeline.authenticate import AuthenticatePolicy
 from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
+from gateway.pipeline.llm import LlmPolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
@@ -48,10 +49,12 @@ log = structlog.get_logger("gateway")
 
 def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
-    an unknown caller; rate limiting before the cache, so hits are counted too."""
+    an unknown caller; an llm route's model checked before any limit is charged; rate
+    limiting before the cache, so hits are counted too."""
     return [
         AuthenticatePolicy(auth),
         AuthorizePolicy(),
+        LlmPolicy(),
         RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
         CachePolicy(stores, settings.cache_max_entry_bytes),
     ]

@@ -6,6 +6,8 @@ Everything that travels between them is a typed field here, written by one step:
     rate_limit_remaining     rate_limit          the RateLimit-Remaining it answered
     cache_status, cache      cache               X-Cache, and its lookup until on_response
     upstream_target, trace_id, attempts, fallbacks   the upstream client
+    llm, chain               llm                 the model call, its groups and bodies;
+                                                 usage as the answer reported it
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.cache_entry import CachedAnswer
-from gateway.config.runtime import CompiledRoute, RuntimeConfig
+from gateway.config.runtime import CompiledGroup, CompiledModel, CompiledRoute, RuntimeConfig
 
 
 @dataclass(slots=True)
@@ -49,6 +51,29 @@ class CacheLookup:
 
 
 @dataclass(slots=True)
+class LlmCall:
+    """One call of an OpenAI-compatible route: the model, what was reserved for it, and
+    the usage the upstream reported (`reported` False until it did)."""
+
+    model: CompiledModel
+    stream: bool
+    estimate: int  # tokens reserved before the call (prompt estimate + max tokens)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reported: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def spend(self) -> float:
+        """Currency units of the reported usage, by the model's price table."""
+        m = self.model
+        return self.prompt_tokens * m.prompt_price + self.completion_tokens * m.completion_price
+
+
+@dataclass(slots=True)
 class RequestContext:
     """Everything one request carries through the pipeline; built once by the proxy."""
 
@@ -71,6 +96,10 @@ class RequestContext:
     rate_limit_remaining: int | None = None
     attempts: list[Attempt] = field(default_factory=list)  # in the order they were made
     fallbacks: int = 0  # groups moved on to after the primary
+    llm: LlmCall | None = None  # on OpenAI-compatible routes, once the model is known
+    # The groups to try, each with the body to send it (an llm route's model names
+    # differ per group); empty: the route's groups, with the client's body.
+    chain: tuple[tuple[CompiledGroup, bytes], ...] = ()
     # Headers policies add to the client's answer (e.g. RateLimit-*), on success and error.
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Run when the request ends however it ends (finished, failed, cancelled, disconnected).

@@ -92,6 +92,8 @@ class BadRequest(GatewayError):
     UNPARSABLE: ClassVar[str] = "the server could not parse this HTTP request"
     FRAMING: ClassVar[str] = ("ambiguous body framing: Content-Length with Transfer-Encoding, "
                               "two Content-Length headers, or a coding after chunked")
+    NOT_JSON: ClassVar[str] = "the body is not a JSON object"
+    MODEL_MISSING: ClassVar[str] = "the body names no model (a string \"model\" field)"
 
 
 class Unauthenticated(GatewayError):
@@ -112,6 +114,7 @@ class Forbidden(GatewayError):
     """Raised when valid credentials may not call this route or lack a scope."""
 
     status, type, title = 403, "forbidden", "Forbidden"
+    MODEL_NOT_ALLOWED: ClassVar[str] = "tenant {tenant!r} may not use model {model!r}"
 
 
 class InsufficientScope(Forbidden):
@@ -130,6 +133,8 @@ class NotFound(GatewayError):
     status, type, title = 404, "not-found", "Not found"
     NO_ROUTE: ClassVar[str] = "no route for {path}"
     NO_ENDPOINT: ClassVar[str] = "no gateway endpoint at {path}"
+    NO_MODEL: ClassVar[str] = ("no model {model!r} here: GET /v1/models lists the models "
+                               "you may use")
 
 
 class MethodNotAllowed(GatewayError):

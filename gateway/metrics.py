@@ -211,8 +211,10 @@ class GatewayMetrics:
                                   (route, previous.group, previous.target))
             previous = attempt
         fallbacks = ctx.fallbacks
-        for group in ctx.route.groups[1:fallbacks + 1] if fallbacks else ():
-            self._tally.count(self.upstream_fallbacks, (route, group.name))
+        if fallbacks:
+            chain = [g for g, _ in ctx.chain] if ctx.chain else ctx.route.groups
+            for group in chain[1:fallbacks + 1]:
+                self._tally.count(self.upstream_fallbacks, (route, group.name))
 
     def fold(self) -> None:
         """Move the tallied observations into the collectors (then they are scraped)."""

@@ -18,7 +18,7 @@ import structlog
 
 from gateway.config.runtime import CompiledGroup
 from gateway.context import Attempt, RequestContext
-from gateway.errors import ServiceUnavailable, UpstreamError
+from gateway.errors import RateLimited, ServiceUnavailable, UpstreamError
 from gateway.proxy_response import ProxyResponse
 from gateway.tracing import continue_trace
 from gateway.transport import AttemptFailed, Body, Transport, UpstreamRequest
@@ -30,10 +30,15 @@ from gateway.upstream_rules import (
     forward_headers,
     may_fall_back,
     may_retry,
+    retry_after_seconds,
     with_target_headers,
 )
 
 log = structlog.get_logger("gateway.upstream")
+# Failures after which an llm route tries the next group of its model, whatever the
+# method: an answered 5xx, a provider's 429, or no usable target.
+LLM_FALLBACK = frozenset({"status", "rate_limited", "unavailable", "connect"})
+UPSTREAM_RATE_LIMITED = "every upstream of this model is rate limited (last: {group!r})"
 
 
 class _GroupExhausted(Exception):
@@ -75,16 +80,21 @@ class UpstreamClient:
         if route.shadow is not None and self.rng() * 100 < route.shadow_percent:
             self._start_shadow(ctx, route.shadow, path, headers, body)
         failure: Failure | None = None
-        for i, group in enumerate(route.groups):
+        chain: tuple[tuple[CompiledGroup, Body], ...] = (
+            ctx.chain or tuple((group, body) for group in route.groups))
+        for i, (group, group_body) in enumerate(chain):
             if i:
                 ctx.fallbacks = i
                 log.info("upstream_fallback", route=route.name, group=group.name,
                          after=failure.kind if failure else "")
             try:
-                return await self._send_with_retries(ctx, group, path, headers, body)
+                return await self._send_with_retries(ctx, group, path, headers, group_body)
             except _GroupExhausted as exc:
                 failure = exc.failure
-                if not may_fall_back(route.retry, ctx.method, failure):
+                # An llm route moves to the next provider on an answered 429 or 5xx too:
+                # nothing was generated, so nothing is lost by asking another.
+                if not (may_fall_back(route.retry, ctx.method, failure)
+                        or (route.llm is not None and failure.kind in LLM_FALLBACK)):
                     break
         assert failure is not None
         raise failure.error
@@ -115,6 +125,18 @@ class UpstreamClient:
                 self.health.abandon(target.url)
                 raise
             else:
+                if response.status == 429 and ctx.route.llm is not None:
+                    # The provider's own limit: park the target for its Retry-After and
+                    # move on; not a health failure, so the circuit is left alone.
+                    wait = retry_after_seconds(response.header(b"retry-after"))
+                    self.health.park(target.url, wait)
+                    self.health.abandon(target.url)
+                    if response.release is not None:
+                        await response.release()
+                    attempts.append(Attempt(group.name, target.url,
+                                            time.perf_counter() - started, "rate_limited"))
+                    raise _GroupExhausted(Failure("rate_limited", RateLimited(
+                        UPSTREAM_RATE_LIMITED.format(group=group.name), max(1, round(wait)))))
                 if response.status < 500:
                     attempts.append(Attempt(group.name, target.url,
                                             time.perf_counter() - started, ""))

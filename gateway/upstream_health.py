@@ -26,7 +26,7 @@ class TargetState:
     """Health of one target URL."""
 
     __slots__ = ("check_fails", "check_oks", "failures", "healthy", "last_check", "open_until",
-                 "probing")
+                 "parked_until", "probing")
 
     def __init__(self) -> None:
         self.failures = 0
@@ -36,6 +36,7 @@ class TargetState:
         self.check_fails = 0
         self.check_oks = 0
         self.last_check = 0.0
+        self.parked_until = 0.0  # a 429's Retry-After: no traffic until then
 
 
 class TargetHealth:
@@ -58,6 +59,8 @@ class TargetHealth:
             return True
         if not st.healthy:
             return False
+        if st.parked_until and self.clock() < st.parked_until:
+            return False
         if not st.open_until:
             return True
         return not st.probing and self.clock() >= st.open_until
@@ -67,6 +70,12 @@ class TargetHealth:
         st = self.states.get(url)
         if st is not None and st.open_until:
             st.probing = True
+
+    def park(self, url: str, seconds: float) -> None:
+        """`url` answered 429: take it out of rotation for `seconds` (its Retry-After)."""
+        st = self.state(url)
+        st.parked_until = max(st.parked_until, self.clock() + seconds)
+        log.info("target_parked", target=url, seconds=round(seconds, 3))
 
     def abandon(self, url: str) -> None:
         """The request to `url` was cancelled (its client left): if it was the probe, the
@@ -102,9 +111,10 @@ class TargetHealth:
         """Whole seconds until some target of the group may take traffic again."""
         now = self.clock()
         waits = [
-            st.open_until - now
+            max(st.open_until, st.parked_until) - now
             for t in group.targets
-            if (st := self.states.get(t.url)) is not None and st.open_until and st.healthy
+            if (st := self.states.get(t.url)) is not None
+            and (st.open_until or st.parked_until > now) and st.healthy
         ]
         interval = group.health_check.interval if group.health_check else 1.0
         return max(1, int(min(waits, default=interval) + 0.999))

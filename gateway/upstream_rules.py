@@ -8,6 +8,7 @@ the gateway in each direction. No I/O here: tested without servers (tests/test_u
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -75,6 +76,29 @@ def may_retry(plan: RetryPlan, method: str, attempt: int, failure: Failure) -> b
 def may_fall_back(plan: RetryPlan, method: str, failure: Failure) -> bool:
     """Move on to the next group when it is safe to send the request again."""
     return failure.kind in ("connect", "unavailable") or method in plan.methods
+
+
+MAX_PARK = 600.0  # seconds: a provider's Retry-After beyond this is taken as this
+
+
+def retry_after_seconds(value: bytes | None, default: float = 1.0) -> float:
+    """An upstream's Retry-After (seconds, or an HTTP date) as seconds, within
+    [0, MAX_PARK]; `default` when absent or unreadable."""
+    if not value:
+        return default
+    text = value.decode("latin-1").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return default
+    if seconds != seconds:  # NaN
+        return default
+    return min(MAX_PARK, max(0.0, seconds))
 
 
 def backoff_delay(plan: RetryPlan, attempt: int, r: float) -> float:

@@ -20,6 +20,7 @@ from gateway.config.runtime import (
     Router,
     RuntimeConfig,
     compile_group,
+    compile_models,
     compile_route,
 )
 from gateway.config.schemas import RouteSchemas, resolve_route_schemas
@@ -57,9 +58,9 @@ def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[Con
             kind = "path" if route.match.path is not None else "prefix"
             problems.append(field_error(path, lines, ("routes", i, "match", kind),
                                         RESERVED_PATH.format(path=taken)))
-        refs: list[tuple[tuple[str | int, ...], str]] = [
-            (("routes", i, "upstream"), route.upstream)
-        ]
+        refs: list[tuple[tuple[str | int, ...], str]] = []
+        if route.upstream is not None:
+            refs.append((("routes", i, "upstream"), route.upstream))
         refs += [(("routes", i, "fallbacks", j), n) for j, n in enumerate(route.fallbacks)]
         if route.shadow:
             refs.append((("routes", i, "shadow", "upstream"), route.shadow.upstream))
@@ -71,6 +72,19 @@ def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[Con
         if len(set(chain)) != len(chain):
             problems.append(field_error(path, lines, ("routes", i, "fallbacks"),
                                         "a group appears twice in the fallback chain"))
+        if route.llm is not None and route.llm.api != "models" and not doc.models:
+            problems.append(field_error(path, lines, ("routes", i, "llm"),
+                                        "an llm route needs models: (none are defined)"))
+    for name, model in doc.models.items():
+        served = [s.upstream for s in model.serve]
+        for j, group in enumerate(served):
+            if group not in doc.upstreams:
+                problems.append(field_error(path, lines, ("models", name, "serve", j,
+                                                          "upstream"),
+                                            f"unknown upstream group {group!r}"))
+        if len(set(served)) != len(served):
+            problems.append(field_error(path, lines, ("models", name, "serve"),
+                                        "a group appears twice in the model's serve list"))
     return problems
 
 
@@ -99,7 +113,8 @@ def _check_tiers(path: Path, route_names: set[str] | None, problems: list[Config
 
 
 def _check_tenants(path: Path, route_names: set[str] | None, tiers: TiersFile | None,
-                   problems: list[ConfigError]) -> TenantsFile | None:
+                   problems: list[ConfigError], model_names: set[str] | None = None
+                   ) -> TenantsFile | None:
     read = _read_noting(path, TenantsFile, problems)
     if read is None:
         return None
@@ -110,6 +125,10 @@ def _check_tenants(path: Path, route_names: set[str] | None, tiers: TiersFile | 
                                         f"unknown tier {tenant.tier!r}"))
         if route_names is None:  # routes.yaml did not load: route names cannot be checked
             continue
+        for i, model in enumerate(tenant.models):
+            if model != "*" and model_names is not None and model not in model_names:
+                problems.append(field_error(path, lines, ("tenants", tid, "models", i),
+                                            f"unknown model {model!r}"))
         for i, route in enumerate(tenant.routes):
             if route != "*" and route not in route_names:
                 problems.append(field_error(path, lines, ("tenants", tid, "routes", i),
@@ -166,14 +185,16 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         if tiers_path.exists():
             tiers = _check_tiers(tiers_path, route_names, problems)
         if tenants_path.exists():
-            tenants = _check_tenants(tenants_path, route_names, tiers, problems)
+            tenants = _check_tenants(tenants_path, route_names, tiers, problems,
+                                     set(doc.models) if doc is not None else None)
     if problems:
         raise ConfigError.of(problems)
     assert doc is not None and tiers is not None and tenants is not None
     groups: dict[str, CompiledGroup] = {
         name: compile_group(name, spec, headers) for name, spec in doc.upstreams.items()
     }
-    compiled = [(compile_route(spec, doc, groups), spec) for spec in doc.routes]
+    models = compile_models(doc, groups)
+    compiled = [(compile_route(spec, doc, groups, models), spec) for spec in doc.routes]
     limits = compile_limits(tiers.tiers, tenants.tenants, {r.name: r.cost for r in doc.routes})
     _check_costs(routes_path, lines, doc, tenants, limits)
     sources = [str(routes_path)]
@@ -190,4 +211,7 @@ def load_config(routes_path: Path, policies_dir: Path | None = None) -> RuntimeC
         api_schemas=api_schemas,
         schema_files=schema_files,
         secret_files=secret_files,
+        models=models,
+        tenant_models={tid: None if "*" in t.models else frozenset(t.models)
+                       for tid, t in tenants.tenants.items()},
     )

@@ -217,12 +217,49 @@ class RouteApi(Model):
     response: dict[str, Any] | None = None
 
 
+LLM_APIS = ("chat", "completions", "embeddings", "models")
+
+
+class LlmRoute(Model):
+    """An OpenAI-compatible route (docs/llm.md): the body's `model` picks the upstreams
+    from routes.yaml's `models:`; `api: models` is answered by the gateway itself."""
+
+    api: Literal[LLM_APIS]  # type: ignore[valid-type]
+    # Streamed chat/completions: ask the upstream for the final usage chunk
+    # (stream_options.include_usage), so streamed answers can be counted too.
+    include_usage: bool = True
+    # Completion tokens reserved for a request that sets no max_tokens (docs/llm.md).
+    max_tokens: int = Field(1024, ge=1, le=10_000_000)
+
+
+class ModelServe(Model):
+    """One place a model is served: an upstream group, and its name there."""
+
+    upstream: Name
+    model: str | None = Field(None, min_length=1)  # default: the name clients use
+
+
+class Price(Model):
+    """What a model's tokens cost, in currency units per million tokens."""
+
+    prompt: float = Field(0.0, ge=0)
+    completion: float = Field(0.0, ge=0)
+
+
+class LlmModel(Model):
+    """A model clients may name: where it is served (tried in order) and its price."""
+
+    serve: list[ModelServe] = Field(min_length=1)
+    price: Price = Price()
+    owned_by: str = "gateway"  # shown by /v1/models
+
+
 class Route(Model):
     """One entry of routes.yaml: match → upstream group, with its traffic rules."""
 
     name: Name
     match: Match
-    upstream: Name
+    upstream: Name | None = None  # required, except on `llm:` routes (models: say)
     fallbacks: list[Name] = []
     rewrite: str | None = None
     timeout: Timeout | None = None
@@ -234,6 +271,16 @@ class Route(Model):
     cost: int = Field(1, ge=0)
     cache: Cache | None = None
     openapi: RouteApi | None = None
+    llm: LlmRoute | None = None
+
+    @model_validator(mode="after")
+    def _upstream_or_llm(self) -> Route:
+        if self.llm is None and self.upstream is None:
+            raise ValueError("a route needs an upstream (or an llm: section)")
+        if self.llm is not None and (self.upstream is not None or self.fallbacks):
+            raise ValueError("an llm route takes its upstreams from models: (give no "
+                             "upstream or fallbacks)")
+        return self
 
     @field_validator("rewrite")
     @classmethod
@@ -257,6 +304,9 @@ class RoutesFile(Model):
     defaults: Defaults = Defaults()
     upstreams: dict[Name, UpstreamGroup]
     routes: list[Route]
+    # OpenAI-compatible models by the name clients send (docs/llm.md).
+    models: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")],
+                 LlmModel] = {}
 
 
 # -- policies/ ---------------------------------------------------------------------------
@@ -318,6 +368,7 @@ class Tenant(Model):
     tier: Name | None = None
     enabled: bool = True
     routes: list[str] = Field(["*"], description='route names it may call; "*" for all')
+    models: list[str] = Field(["*"], description='models it may use; "*" for all')
     overrides: Limits = Limits()
 
 

@@ -19,6 +19,7 @@ from gateway.config.models import (
     IDEMPOTENT_METHODS,
     CircuitBreaker,
     HealthCheck,
+    LlmRoute,
     Route,
     RoutesFile,
     Tenant,
@@ -61,6 +62,18 @@ class RetryPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledModel:
+    """A model clients may name: the groups serving it in order, each with the name it
+    has there, and its price (currency units per token, prompt and completion)."""
+
+    name: str
+    chain: tuple[tuple[CompiledGroup, str], ...]
+    prompt_price: float
+    completion_price: float
+    owned_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledRoute:
     """Everything a request on this route needs, resolved at load time."""
 
@@ -80,12 +93,15 @@ class CompiledRoute:
     prefix: str | None = None
     rewrite: str | None = None
     template: str | None = None  # rewrite with {params}
+    llm: LlmRoute | None = None  # an OpenAI-compatible route (docs/llm.md)
 
     @property
     def replays_body(self) -> bool:
-        """Whether the body must be held in memory: retries, fallbacks, shadow or cache."""
+        """Whether the body must be held in memory: retries, fallbacks, shadow, cache, or
+        an llm route (which reads the model from it)."""
         return bool(
             self.retry.attempts or len(self.groups) > 1 or self.shadow or self.spec.cache
+            or self.llm
         )
 
     def upstream_path(self, path: str, params: dict[str, str]) -> str:
@@ -170,15 +186,42 @@ def compile_group(name: str, spec: Any,
     )
 
 
-def compile_route(spec: Route, doc: RoutesFile, groups: dict[str, CompiledGroup]) -> CompiledRoute:
+def compile_models(doc: RoutesFile, groups: dict[str, CompiledGroup]
+                   ) -> dict[str, CompiledModel]:
+    return {
+        name: CompiledModel(
+            name=name,
+            chain=tuple((groups[s.upstream], s.model or name) for s in spec.serve),
+            prompt_price=spec.price.prompt / 1e6,
+            completion_price=spec.price.completion / 1e6,
+            owned_by=spec.owned_by,
+        )
+        for name, spec in doc.models.items()
+    }
+
+
+def compile_route(spec: Route, doc: RoutesFile, groups: dict[str, CompiledGroup],
+                  models: Mapping[str, CompiledModel] | None = None) -> CompiledRoute:
     timeout = spec.timeout or doc.defaults.timeout
     template = None
     if spec.rewrite and "{" in spec.rewrite:
         template = spec.rewrite
+    if spec.llm is not None:
+        # Every group some model is served by, in order: health, metrics and the admin
+        # API see them; a request's own chain is its model's (CompiledModel.chain).
+        chain: dict[str, CompiledGroup] = {}
+        if spec.llm.api != "models":
+            for model in (models or {}).values():
+                for group, _ in model.chain:
+                    chain.setdefault(group.name, group)
+        route_groups = tuple(chain.values())
+    else:
+        assert spec.upstream is not None
+        route_groups = tuple(groups[n] for n in (spec.upstream, *spec.fallbacks))
     return CompiledRoute(
         name=spec.name,
         methods=frozenset(spec.match.methods),
-        groups=tuple(groups[n] for n in (spec.upstream, *spec.fallbacks)),
+        groups=route_groups,
         shadow=groups[spec.shadow.upstream] if spec.shadow else None,
         shadow_percent=spec.shadow.percent if spec.shadow else 0.0,
         connect_timeout=timeout.connect,
@@ -201,6 +244,7 @@ def compile_route(spec: Route, doc: RoutesFile, groups: dict[str, CompiledGroup]
         prefix=spec.match.prefix,
         rewrite=spec.rewrite,
         template=template,
+        llm=spec.llm,
     )
 
 
@@ -220,6 +264,14 @@ class RuntimeConfig:
     api_schemas: Mapping[str, RouteSchemas] = field(default_factory=dict)
     schema_files: tuple[str, ...] = ()
     secret_files: tuple[str, ...] = ()  # upstream header secrets (reload watches them)
+    models: Mapping[str, CompiledModel] = field(default_factory=dict)  # routes.yaml models:
+    # tenant -> the models it may use (None: all of them)
+    tenant_models: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
+
+    def models_of(self, tenant: str) -> list[CompiledModel]:
+        """The models `tenant` may use, in routes.yaml order."""
+        allowed = self.tenant_models.get(tenant)
+        return [m for name, m in self.models.items() if allowed is None or name in allowed]
 
     @property
     def watched_files(self) -> tuple[str, ...]:
