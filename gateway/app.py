@@ -37,6 +37,7 @@ from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
 from gateway.pipeline.llm import LlmPolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
+from gateway.pipeline.token_limit import TokenLimitPolicy
 from gateway.proxy import ProxyEndpoint
 from gateway.settings import Settings
 from gateway.stores import Stores, open_stores
@@ -56,6 +57,7 @@ def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> lis
         AuthorizePolicy(),
         LlmPolicy(),
         RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
+        TokenLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
         CachePolicy(stores, settings.cache_max_entry_bytes),
     ]
 

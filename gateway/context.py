@@ -61,6 +61,7 @@ class LlmCall:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reported: bool = False
+    status: int = 0  # the upstream's answer; 0 while there is none
 
     @property
     def total_tokens(self) -> int:

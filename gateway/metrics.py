@@ -152,6 +152,16 @@ class GatewayMetrics:
         self.shadow_dropped = Counter(
             "gateway_shadow_dropped", "Shadow copies not sent: too many in flight, or "
             "a streamed request body.", registry=r)
+        llm = ["route", "tenant", "model"]
+        self.llm_tokens = Counter(
+            "gateway_llm_tokens", "LLM tokens the upstreams reported (usage), by kind "
+            "(prompt, completion).", [*llm, "kind"], registry=r)
+        self.llm_spend = Counter(
+            "gateway_llm_spend", "Currency units spent, by the models' price table.", llm,
+            registry=r)
+        self.llm_calls = Counter(
+            "gateway_llm_calls", "LLM calls, by whether the upstream reported their usage "
+            "(reported, missing).", [*llm, "usage"], registry=r)
         for result in ("success", "failure"):  # both exist from the start: rate() works
             self.reloads.labels(result)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -200,6 +210,8 @@ class GatewayMetrics:
                 self._tally.count(self.rate_limited, (route, tenant))
             if ctx.cache_status in CACHE_RESULTS:
                 self._tally.count(self.cache, (route, tenant, ctx.cache_status.lower()))
+        if ctx.llm is not None:
+            self._observe_llm(ctx, route)
         previous = None
         for attempt in ctx.attempts:
             labels = (route, attempt.group, attempt.target)
@@ -215,6 +227,22 @@ class GatewayMetrics:
             chain = [g for g, _ in ctx.chain] if ctx.chain else ctx.route.groups
             for group in chain[1:fallbacks + 1]:
                 self._tally.count(self.upstream_fallbacks, (route, group.name))
+
+    def _observe_llm(self, ctx: RequestContext, route: str) -> None:
+        call = ctx.llm
+        assert call is not None
+        principal = ctx.principal
+        tenant = (principal.tenant_id if principal is not None
+                  and principal.tenant_id in ctx.config.tenants else UNKNOWN)
+        labels = (route, tenant, call.model.name)
+        tally = self._tally
+        if not call.reported:
+            tally.count(self.llm_calls, (*labels, "missing"))
+            return
+        tally.count(self.llm_calls, (*labels, "reported"))
+        tally.counter(self.llm_tokens, (*labels, "prompt")).n += call.prompt_tokens
+        tally.counter(self.llm_tokens, (*labels, "completion")).n += call.completion_tokens
+        tally.counter(self.llm_spend, labels).n += call.spend
 
     def fold(self) -> None:
         """Move the tallied observations into the collectors (then they are scraped)."""

@@ -24,7 +24,7 @@ class PendingCount:
 
     def __init__(self, child: Any) -> None:
         self.child = child
-        self.n = 0
+        self.n: float = 0  # whole counts mostly; a spend in currency units is a float
 
     def fold(self) -> None:
         if self.n:

@@ -2,7 +2,8 @@
 
     effective_limits(tenant, tier, default, route) -> EffectiveLimits
 
-Precedence, field by field (`rate`, `max_in_flight`, and the per-route `routes[name]`):
+Precedence, field by field (`rate`, `max_in_flight`, `tokens`, `budget`, and the
+per-route `routes[name]`):
 
     tenant override  >  the tenant's tier  >  the `default` tier  (the global fallback)
 
@@ -38,6 +39,8 @@ class EffectiveLimits:
     cost: int
     # The RateLimit-Policy header value (draft-ietf-httpapi-ratelimit-headers), precomputed.
     policy_header: bytes = b""
+    tokens: tuple[RateLimitItem, ...] = ()  # LLM tokens, tenant-wide (docs/llm.md)
+    budget: tuple[RateLimitItem, ...] = ()  # currency units, tenant-wide (docs/llm.md)
 
     @property
     def limited(self) -> bool:
@@ -64,6 +67,8 @@ def effective_limits(tenant: Tenant | None, tier: Tier | None, default: Tier | N
     rate = _first(*(layer.rate for layer in layers))
     route_rate = _first(*(layer.routes.get(route) for layer in layers))
     max_in_flight = _first(*(layer.max_in_flight for layer in layers))
+    tokens = _first(*(layer.tokens for layer in layers))
+    budget = _first(*(layer.budget for layer in layers))
     rate_items = tuple(parse_many(str(rate))) if rate is not None else ()
     route_items = tuple(parse_many(str(route_rate))) if route_rate is not None else ()
     policy = ", ".join(f"{i.amount};w={i.get_expiry()}" for i in (*rate_items, *route_items))
@@ -71,6 +76,8 @@ def effective_limits(tenant: Tenant | None, tier: Tier | None, default: Tier | N
         rate=rate_items, route_rate=route_items,
         max_in_flight=int(max_in_flight) if max_in_flight is not None else None,
         cost=cost, policy_header=policy.encode(),
+        tokens=tuple(parse_many(str(tokens))) if tokens is not None else (),
+        budget=tuple(parse_many(str(budget))) if budget is not None else (),
     )
 
 

@@ -321,8 +321,12 @@ class Limits(Model):
     rate: LimitSpec | None = None
     max_in_flight: int | None = Field(None, ge=1)
     routes: dict[Name, LimitSpec] = {}
+    # LLM tokens (prompt + completion) per window, tenant-wide: "100000/minute; 2000000/day"
+    tokens: LimitSpec | None = None
+    # Spend in currency units per window by the models' prices: "50/day; 500/month"
+    budget: LimitSpec | None = None
 
-    @field_validator("rate")
+    @field_validator("rate", "tokens", "budget")
     @classmethod
     def _parse_rate(cls, v: str | None) -> str | None:
         return _check_limits(v)

@@ -72,6 +72,7 @@ class LlmPolicy(Policy):
             return
         response.headers = [h for h in response.headers
                             if not h[0].startswith(PROVIDER_LIMIT_HEADERS)]
+        call.status = response.status
         if response.status >= 400:
             return
         if response.body is not None:

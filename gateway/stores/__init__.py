@@ -90,6 +90,8 @@ class Stores:
     breaker: StoreBreaker  # the Redis stores' (never opens in memory)
     redis: aioredis.Redis | None  # redis-py: the key store's client
     slot_ttl: float
+    # LLM token and budget limits: always gcra, reserved then settled (docs/llm.md).
+    tokens: RateLimitStore | None = None
     mux: StoreRedis | None = None  # the stores' own calls
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
@@ -125,6 +127,7 @@ def open_stores(settings: Settings) -> Stores:
                                  settings.store_breaker_cooldown, max_in_flight=None),
             redis=None,
             slot_ttl=settings.inflight_slot_ttl,
+            tokens=MemoryRateLimitStore("gcra"),
         )
     from gateway.stores.redis import RedisCacheStore, RedisRateLimitStore
 
@@ -143,5 +146,6 @@ def open_stores(settings: Settings) -> Stores:
         breaker=breaker,
         redis=connect_redis(settings.redis_url, settings.store_timeout),
         slot_ttl=settings.inflight_slot_ttl,
+        tokens=RedisRateLimitStore(mux, breaker, "gcra", settings.inflight_slot_ttl),
         mux=mux,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.cache_entry import CachedAnswer
 from gateway.stores.rate_limits import Charge, Check, LimitState
-from gateway.stores.strategies import STRATEGIES
+from gateway.stores.strategies import STRATEGIES, gcra_settle
 
 
 class MemoryCacheStore:
@@ -127,6 +127,22 @@ class MemoryRateLimitStore:
             slot = str(next(self._ids))
             self._slots.setdefault(cap[0], set()).add(slot)
         return Charge(now, 0, limits, slot)
+
+    async def settle(self, checks: Sequence[Check], delta: int) -> None:
+        if self.strategy is not STRATEGIES["gcra"]:
+            raise NotImplementedError("settle needs the gcra strategy")
+        if not delta:
+            return
+        now = self.clock()
+        table = self._state
+        for amount, window, key in checks:
+            held = table.get(key)
+            tat = held[1] if held is not None and held[0] > now else None
+            new = gcra_settle(tat, amount, window, delta, now)
+            if new is None:
+                table.pop(key, None)
+            else:
+                table[key] = (new, new)
 
     def _sweep(self, now: int) -> None:
         self._next_sweep = now + self.SWEEP_INTERVAL

@@ -2,6 +2,7 @@
 
     charge(checks, cost, cap) -> Charge   every limit and the slot, or nothing at all
     release(key, slot)                    the request ended (however it ended)
+    settle(checks, delta)                 correct a charge by delta units (gcra only)
     refresh(slots)                        keep this process's live slots from expiring
     count(key)                            live slots under a key (readiness, tests)
 
@@ -70,6 +71,12 @@ class RateLimitStore(Protocol):
                      cap: tuple[str, int] | None = None) -> Charge: ...
 
     async def release(self, key: str, slot: str) -> None: ...
+
+    async def settle(self, checks: Sequence[Check], delta: int) -> None:
+        """Correct an earlier charge of `checks` by `delta` units (more or fewer), never
+        refusing: the tokens an LLM call really used against what was reserved for it.
+        Only a `gcra` store can (the token and budget stores are; docs/llm.md)."""
+        ...
 
     async def refresh(self, slots: Sequence[tuple[str, str]]) -> None: ...
 

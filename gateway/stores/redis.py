@@ -70,6 +70,8 @@ class RedisRateLimitStore(GuardedStore):
         self.ttl_ms = int(ttl * 1000)
         self.prefix = RATE_LIMIT_PREFIX + STRATEGIES[strategy].tag + "/"
         self._charge = StoreScript(client, charge_script(strategy))
+        self._settle = (StoreScript(client, lua_script("limit_gcra") + lua_script("settle"))
+                        if strategy == "gcra" else None)
         self._refresh = StoreScript(client, lua_script("refresh_slots"))
         self._count = StoreScript(client, lua_script("count_slots"))
         self._slot_prefix = os.urandom(6).hex() + ":"
@@ -98,6 +100,16 @@ class RedisRateLimitStore(GuardedStore):
 
     async def release(self, key: str, slot: str) -> None:
         await self.client.execute("ZREM", INFLIGHT_PREFIX + key, slot)
+
+    async def settle(self, checks: Sequence[Check], delta: int) -> None:
+        if self._settle is None:
+            raise NotImplementedError("settle needs the gcra strategy")
+        if not delta:
+            return
+        args: list[Any] = [delta]
+        for check in checks:
+            args += [check.amount, check.window]
+        await self._settle([self.prefix + check.key for check in checks], args)
 
     async def count(self, key: str) -> int:
         return int(await self._count([INFLIGHT_PREFIX + key], []))

@@ -70,6 +70,15 @@ def gcra_commit(tat: int | None, amount: int, window: int, cost: int, now: int
     return new, new
 
 
+def gcra_settle(tat: int | None, amount: int, window: int, delta: int, now: int
+                ) -> int | None:
+    """Correct an earlier charge by `delta` units, never refusing: more (an over-run, which
+    may leave the bucket below empty until it refills) or fewer (a refund, down to a full
+    bucket). The new TAT, or None for a full bucket."""
+    new = max(tat or now, now) + delta * _interval(amount, window)
+    return new if new > now else None
+
+
 # -- moving-window: every charge remembered for one window; a unit counts while
 # stamp > now - window. State: (stamp, units) pairs, oldest first, and their sum.
 

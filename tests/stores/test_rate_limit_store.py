@@ -117,6 +117,36 @@ def test_in_flight_cap_is_part_of_the_same_charge(opened, strategy):
     asyncio.run(go())
 
 
+def test_settle_corrects_a_reservation_up_or_down_never_refusing(opened):
+    """LLM token limits: an estimate reserved, then the real usage settled (gcra)."""
+    tokens = check("1000/hour", "k/acme")
+
+    async def go() -> None:
+        async with opened("gcra") as store:
+            assert (await store.charge([tokens], 300)).limits[0].left == 700
+            await store.settle([tokens], -200)  # used 100 of the 300 reserved
+            assert (await store.charge([tokens], 0)).limits[0].left_now == 900
+            await store.settle([tokens], 1500)  # an over-run: below empty, not refused
+            after = await store.charge([tokens], 1)
+            assert not after.admitted and after.limits[0].left_now <= 0
+            assert after.limits[0].retry > 1_000_000 * 3600 * 0.5  # waits for the refill
+            await store.settle([tokens], -10_000)  # a refund never goes past full
+            assert (await store.charge([tokens], 0)).limits[0].left_now == 1000
+            await store.settle([tokens], 0)
+
+    asyncio.run(go())
+
+
+def test_settle_needs_gcra(redis_url):
+    async def go() -> None:
+        for store in (MemoryRateLimitStore("fixed-window"),
+                      redis_store(redis_url, "fixed-window")[1]):
+            with pytest.raises(NotImplementedError):
+                await store.settle([check("1/second")], 1)
+
+    asyncio.run(go())
+
+
 def test_concurrent_charges_never_exceed_the_cap_or_the_limit(opened):
     async def go() -> tuple[int, int]:
         async with opened() as store:
@@ -221,6 +251,7 @@ def test_a_dead_redis_is_store_unavailable_from_every_method():
                   RedisCacheStore(client, breaker)]
         calls = {"charge": ([check("1/second")], 1), "release": ("k", "s"),
                  "count": ("k",), "refresh": ([("s", "k")],), "get": ("k",),
+                 "settle": ([check("1/second")], 1),
                  "set": ("k", CachedAnswer(200, (), b"", 0.0), 1.0), "delete": ("k",)}
         for store in stores:
             for name, method in inspect.getmembers(store, inspect.iscoroutinefunction):
