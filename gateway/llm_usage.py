@@ -103,7 +103,9 @@ async def metered(stream: AsyncIterator[bytes], call: LlmCall, sse: bool
         scanner = SseUsageScanner(call)
         async for chunk in stream:
             yield chunk
-            scanner.feed(chunk)
+            # Most chunks are whole events without usage: one byte search, no call.
+            if scanner.tail or USAGE_MARK in chunk or not chunk.endswith(b"\n"):
+                scanner.feed(chunk)
         scanner.finish()
         return
     tail = b""  # a large JSON answer (embeddings): its usage comes last
