@@ -33,8 +33,8 @@ import orjson
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fake_openai import FakeOpenAI  # noqa: E402
-from harness import free_port, gateway, stop  # noqa: E402
+from fake_openai import FakeOpenAI
+from harness import free_port, gateway, stop
 
 ROUTES = """\
 version: 1
@@ -159,7 +159,7 @@ def exactness(base: str, fake: FakeOpenAI, calls: int) -> bool:
     before = dict(fake.reported)
     with httpx.Client(timeout=30) as client:
         already = counted_tokens(client.get(base + "/metrics").text)
-        for i in range(calls):
+        for _ in range(calls):
             kind = rng.choice(["chat", "chat-stream", "completions", "completions-stream",
                                "embeddings"])
             words = " ".join(["w"] * rng.randint(1, 200))
