@@ -18,6 +18,7 @@ import structlog
 from starlette.routing import Router
 from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
 
+from gateway.admin_api import AdminApi
 from gateway.auth.oauth import JWKS_PATH, METADATA_PATH, TOKEN_PATH, OAuthEndpoints
 from gateway.auth.service import AuthService
 from gateway.config import load_config
@@ -157,6 +158,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
                 metrics.fold()  # the last second's observations, before its gauges go
                 worker_exiting()
 
+    admin = AdminApi(settings, settings.admin_credential(), holder, reloader, health,
+                     stores, auth)
     oauth = OAuthEndpoints(auth, holder)
     # The gateway's own endpoints, all in one place; their paths are reserved
     # (gateway.config.reserved): no route can take them, and they never reach the proxy.
@@ -168,6 +171,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         Endpoint(TOKEN_PATH, ["POST"], oauth.token),
         Endpoint(JWKS_PATH, ["GET"], oauth.jwks),
         Endpoint(METADATA_PATH, ["GET"], oauth.metadata),
+        *admin.endpoints(),
     ]
     # One middleware stack for every request, outermost first.
     stack = RequestIdMiddleware(AccessLogMiddleware(

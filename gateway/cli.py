@@ -6,6 +6,7 @@
     gateway init  [DIR] [--force]   # a starting routes.yaml and policies/ (gateway/scaffold.py)
     gateway keys | clients | signing-key ...   # credentials (see gateway/auth/admin.py)
     gateway openapi                            # the OpenAPI document (gateway/openapi/cli.py)
+    gateway admin routes | tenants | keys ... | check   # a running gateway's admin API
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.auth.admin import add_commands
 
     add_commands(sub, lambda cmd: lambda args: cmd(args, _settings(args)))
+    from gateway.admin_cli import add_command as add_admin_command
+
+    add_admin_command(sub, lambda cmd: lambda args: cmd(args, _settings(args)))
     from gateway.openapi.cli import add_command as add_openapi_command
 
     add_openapi_command(sub, _settings)

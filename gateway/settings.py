@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.stores.strategies import StrategyName
@@ -117,6 +117,28 @@ class Settings(BaseSettings):
     jwks_max_age: float = Field(3600.0, gt=0, description="JWKS refetched when older")
     jwt_leeway: float = Field(30.0, ge=0, le=300, description="seconds of exp/nbf slack")
 
+    # -- the admin API (/admin/, docs/admin.md): off unless a token is given --
+    # At least 32 characters; never a tenant's key. The file form suits mounted secrets.
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+
+    def admin_credential(self) -> str | None:
+        """The admin token, from the setting or its file (read once, at start-up)."""
+        if self.admin_token is not None:
+            token = self.admin_token.get_secret_value()
+        elif self.admin_token_file is not None:
+            try:
+                token = self.admin_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"GATEWAY_ADMIN_TOKEN_FILE: cannot read it: "
+                                 f"{exc.strerror}") from None
+        else:
+            return None
+        if len(token) < 32 or token.startswith("gw_"):
+            raise ValueError("the admin token must be at least 32 characters and not a "
+                             "tenant's API key (e.g. `openssl rand -hex 32`)")
+        return token
+
     # -- request heads, enforced by the server protocol (docs/contract.md) --
     # nginx's defaults (large_client_header_buffers 4 8k); a longer line or head is 431.
     max_header_line_bytes: int = Field(8 * 1024, ge=1024, le=1024 * 1024)
@@ -142,6 +164,10 @@ class Settings(BaseSettings):
             from gateway.stores.redis_url import connection_options
 
             connection_options(self.redis_url)  # every option understood, or a ValueError
+        if self.admin_token is not None and self.admin_token_file is not None:
+            raise ValueError("give GATEWAY_ADMIN_TOKEN or GATEWAY_ADMIN_TOKEN_FILE, not both")
+        if self.admin_token is not None:
+            self.admin_credential()  # its shape checked now; a file is read at start-up
         if self.max_header_line_bytes > self.max_header_bytes:
             raise ValueError("GATEWAY_MAX_HEADER_LINE_BYTES must not exceed "
                              "GATEWAY_MAX_HEADER_BYTES")

@@ -79,13 +79,18 @@ class ConfigReloader:
             if self.on_reload:
                 self.on_reload(None, exc)
             return False
+        self.adopt(config)
+        return True
+
+    def adopt(self, config: RuntimeConfig) -> None:
+        """Swap in a config loaded from the watched files (here, or by the admin API's
+        re-check), as a reload: logged, counted, and the files' signature taken."""
         self.holder.swap(config)
         self._signature = self._files_signature()  # the new config may watch other files
         log.info("config_reloaded", generation=self.holder.generation,
                  routes=len(config.routes))
         if self.on_reload:
             self.on_reload(config, None)
-        return True
 
     async def run(self) -> None:
         while True:

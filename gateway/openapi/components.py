@@ -148,6 +148,9 @@ def security_schemes(token_url: str, scopes: dict[str, str]) -> Obj:
                    "flows": {"clientCredentials": {"tokenUrl": token_url, "scopes": scopes}}},
         "oauthClientBasic": {"type": "http", "scheme": "basic",
                              "description": "OAuth2 client id and secret at the token endpoint"},
+        "adminToken": {"type": "http", "scheme": "bearer", "bearerFormat": "admin token",
+                       "description": "The admin API's own token (GATEWAY_ADMIN_TOKEN), "
+                                      "never a tenant's key"},
     }
 
 

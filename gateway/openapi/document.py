@@ -18,6 +18,7 @@ from starlette.responses import Response
 from gateway import __version__
 from gateway.auth.oauth import TOKEN_PATH
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
+from gateway.openapi.admin import admin_paths
 from gateway.openapi.components import JSON, Obj, components
 from gateway.openapi.control import control_paths
 from gateway.openapi.routes import paths_and_schemas
@@ -34,6 +35,8 @@ TAGS = [
     {"name": "oauth2", "description": "Access tokens for the client credentials grant"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
     {"name": "meta", "description": "This document"},
+    {"name": "admin", "description": "The operator's admin API (its own credential, "
+                                     "GATEWAY_ADMIN_TOKEN; off without one)"},
 ]
 
 
@@ -42,6 +45,7 @@ def build_document(config: RuntimeConfig, base_url: str) -> Obj:
     routes = list(config.routes.values())
     paths, route_schemas = paths_and_schemas(routes, dict(config.api_schemas))
     paths.update(control_paths())  # the control endpoints win a path, as in the app
+    paths.update(admin_paths())
     scopes: dict[str, list[str]] = {}
     for route in routes:
         for scope in route.scopes:
