@@ -99,6 +99,19 @@ GATEWAY_OVERVIEW = [
         "{{instance}}")], kind="timeseries",
         description="A refused reload keeps the last good config: read the gateway's log "
                     "(event config_reload_refused) for file, line and field."),
+    Panel("LLM tokens/s by model", [(
+        _rate("gateway_llm_tokens_total", R, "model, kind"), "{{kind}} {{model}}")],
+        description="Tokens the upstreams reported (usage), prompt apart from completion "
+                    "(docs/llm.md)."),
+    Panel("LLM spend by tenant (per hour)", [(
+        "3600 * " + _rate("gateway_llm_spend_total", R, "tenant"), "{{tenant}}")],
+        description="Currency units per hour at the current pace, by the models' price "
+                    "table."),
+    Panel("LLM budget burn rate", [(
+        f"{_rate('gateway_llm_spend_total', '', 'tenant')} / on (tenant) "
+        "min by (tenant) (gateway_llm_budget_per_second)", "{{tenant}}")],
+        description="Spend as a multiple of the tenant's budget pace: 1 spends the budget "
+                    "exactly in its window; the alert fires above 2 for 15 minutes."),
 ]
 
 INFERENCE_SERVICES = [

@@ -162,6 +162,10 @@ class GatewayMetrics:
         self.llm_calls = Counter(
             "gateway_llm_calls", "LLM calls, by whether the upstream reported their usage "
             "(reported, missing).", [*llm, "usage"], registry=r)
+        self.llm_budget = Gauge(
+            "gateway_llm_budget_per_second", "A tenant's budget as a sustained rate: its "
+            "tightest budget limit, currency units per second (the burn-rate alert's "
+            "denominator).", ["tenant"], registry=r, multiprocess_mode="livemax")
         for result in ("success", "failure"):  # both exist from the start: rate() works
             self.reloads.labels(result)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -173,6 +177,7 @@ class GatewayMetrics:
                                    tuple[PendingCount, PendingHistogram]] = {}
         self._degraded_seen = 0.0
         self._shadow_dropped_seen = 0
+        self._budgets_of: object = None  # the config the budget gauges were set from
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (metric, labels)
@@ -267,7 +272,16 @@ class GatewayMetrics:
         if sources is None:
             return
         health = sources.health
-        for group in sources.holder.current.groups.values():
+        config = sources.holder.current
+        if config is not self._budgets_of:  # a reload: the budgets may have changed
+            self._budgets_of = config
+            any_route = next(iter(config.routes), "")
+            for tid in config.tenants:
+                budget = config.limits.lookup(tid, any_route).budget
+                if budget:
+                    self._child(self.llm_budget, (tid,)).set(
+                        min(i.amount / i.get_expiry() for i in budget))
+        for group in config.groups.values():
             for target in group.targets:
                 circuit = health.circuit_state(target.url)
                 st = health.states.get(target.url)

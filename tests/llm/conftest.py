@@ -56,13 +56,14 @@ MODELS = {
 
 def write_llm_config(tmp_path: Path, vllm: str, openai: str,
                      tenants: dict[str, Any] | None = None,
-                     tiers: dict[str, Any] | None = None, **extra: Any) -> None:
+                     tiers: dict[str, Any] | None = None,
+                     models: dict[str, Any] | None = None, **extra: Any) -> None:
     write_routes(tmp_path / "routes.yaml", {
         "vllm": {"targets": [{"url": vllm}]},
         "openai": {"targets": [{"url": openai}],
                    "headers": {"Authorization": {"env": "FAKE_OPENAI_KEY",
                                                  "prefix": "Bearer "}}},
-    }, LLM_ROUTES, models=MODELS, **extra)
+    }, LLM_ROUTES, models=models or MODELS, **extra)
     policies = tmp_path / "policies"
     policies.mkdir(exist_ok=True)
     (policies / "tenants.yaml").write_text(yaml.safe_dump({"version": 1, "tenants": tenants or {
@@ -80,8 +81,10 @@ def llm_gateway(tmp_path: Path, providers: tuple[Provider, Provider], start_gate
     monkeypatch.setenv("FAKE_OPENAI_KEY", PROVIDER_KEY)
 
     def start(tenants: dict[str, Any] | None = None, tiers: dict[str, Any] | None = None,
-              **settings: Any) -> tuple[Any, dict[str, str]]:
-        write_llm_config(tmp_path, providers[0].url, providers[1].url, tenants, tiers)
+              models: dict[str, Any] | None = None, **settings: Any
+              ) -> tuple[Any, dict[str, str]]:
+        write_llm_config(tmp_path, providers[0].url, providers[1].url, tenants, tiers,
+                         models)
         names = list(tenants or {"acme": 0, "small": 0})
         keys = {t: make_key(tmp_path / "data", t)[0] for t in names}
         return start_gateway(**settings), keys

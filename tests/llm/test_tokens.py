@@ -127,3 +127,24 @@ def test_counted_tokens_equal_the_upstreams_usage(llm_gateway, providers, calls)
                         kind="completion")
     assert metric(gw, "gateway_llm_spend_total") == pytest.approx(
         (prompt * 0.5 + completion * 1.5) / 1e6)
+
+
+def test_budget_refuses_once_the_spend_would_pass_it(llm_gateway, providers):
+    # 0.01 per prompt token and 0.02 per completion token (per million: 10,000 / 20,000).
+    models = {"pricey": {"serve": [{"upstream": "vllm"}],
+                         "price": {"prompt": 10_000, "completion": 20_000}}}
+    gw, keys = llm_gateway(tiers={"pro": {"budget": "1/hour"}}, models=models,
+                           tenants={"acme": {"tier": "pro"}})
+    acme = bearer(keys["acme"])
+    spent = 0.0
+    while (r := gw.client.post("/v1/chat/completions", headers=acme,
+                               json=chat(model="pricey"))).status_code == 200:
+        spent += 4 * 0.01 + 5 * 0.02  # what each call reported, priced
+        assert spent < 1
+    assert r.status_code == 429 and "budget of 1 per 1 hour" in r.json()["detail"]
+    # Reserved at the estimate's price (every token at the dearer one), settled to the
+    # reported usage: refused only when the next estimate no longer fits what is left.
+    estimate = estimate_of(chat(model="pricey")) * 0.02
+    assert 1 - spent < estimate
+    assert spent > 1 - estimate - 0.14
+    assert metric(gw, "gateway_llm_spend_total", tenant="acme") == pytest.approx(spent)

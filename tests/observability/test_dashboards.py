@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from tests.conftest import write_routes
+from tests.llm.conftest import Provider
 from tests.observability.stack import (
     ALERTS_FILE,
     DASHBOARDS_DIR,
@@ -44,7 +45,8 @@ from tests.servers import Backend, free_port
 
 # "acme" calls the cached route; "tiny" may call only /limited, 5 times a minute. The
 # whole test runs well within that minute, so the second wave is refused from its start.
-TIERS = {"standard": {"rate": "1000/minute"}, "tiny": {"rate": "5/minute"}}
+TIERS = {"standard": {"rate": "1000/minute", "tokens": "100000/minute", "budget": "100/day"},
+         "tiny": {"rate": "5/minute"}}
 TENANTS = {"acme": {"tier": "standard"},
            "tiny": {"tier": "tiny", "routes": ["limited"]}}
 TINY_LIMIT = 5
@@ -80,8 +82,8 @@ def rule_exprs() -> Iterator[tuple[str, str, str]]:
                 yield f"alert/{rule['alert']}", expr, m.group("signal")
 
 
-def stack_routes(path: Path, backend: str, flaky: str, sentiment: str, classify: str
-                 ) -> None:
+def stack_routes(path: Path, backend: str, flaky: str, sentiment: str, classify: str,
+                 llm: str) -> None:
     refused = f"http://127.0.0.1:{free_port()}"
     broken = f"http://127.0.0.1:{free_port()}"
     public = {"public": True}
@@ -96,6 +98,7 @@ def stack_routes(path: Path, backend: str, flaky: str, sentiment: str, classify:
                    "circuit_breaker": {"failures": 1, "cooldown": 600}},
         "sentiment": {"targets": [{"url": sentiment}]},
         "classify": {"targets": [{"url": classify}]},
+        "llm": {"targets": [{"url": llm}]},  # an OpenAI-compatible server
     }, [
         {"name": "ok", "match": {"prefix": "/ok"}, "upstream": "backend", "rewrite": "/",
          **public},
@@ -115,7 +118,10 @@ def stack_routes(path: Path, backend: str, flaky: str, sentiment: str, classify:
          "rewrite": "/"},
         {"name": "cached", "match": {"path": "/cached", "methods": ["POST"]},
          "upstream": "backend", "rewrite": "/", "cache": {"enabled": True, "ttl": 60}},
-    ])
+        {"name": "chat", "match": {"path": "/v1/chat/completions", "methods": ["POST"]},
+         "llm": {"api": "chat"}},
+    ], models={"m": {"serve": [{"upstream": "llm"}],
+                     "price": {"prompt": 1.0, "completion": 2.0}}})
 
 
 def send_traffic(gateway: str, keys: dict[str, str], wave: int) -> int:
@@ -160,6 +166,12 @@ def send_traffic(gateway: str, keys: dict[str, str], wave: int) -> int:
             assert c.get("/fallback").status_code == 200       # refused, fell back
         for _ in range(2):
             assert c.get("/down").status_code in (502, 503)    # circuit opens
+        # LLM calls of tenant "acme" (tokens, spend, budget burn): JSON and streamed.
+        for stream in (False, False, True):
+            r = c.post("/v1/chat/completions", headers=bearer(keys["acme"]), json={
+                "model": "m", "max_tokens": 8, "stream": stream,
+                "messages": [{"role": "user", "content": "count to eight"}]})
+            assert r.status_code == 200
         for _ in range(5):
             assert c.post("/v1/sentiment", json={"text": "I love this"}).status_code == 200
             assert c.post("/v1/classify",
@@ -181,14 +193,16 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     redis = RedisServer(tmp_path / "redis").start()
     backend = Backend("stack").start()
     flaky = Backend("flaky").start()
+    llm = Provider("llm")
     services = [ServiceProcess("ml_services.sentiment", tmp_path).start(),
                 ServiceProcess("ml_services.classify", tmp_path).start()]
-    running: list[Any] = [redis, backend, flaky, *services]
+    running: list[Any] = [redis, backend, flaky, llm.server, *services]
     try:
         for s in services:
             s.wait()
         routes = tmp_path / "routes.yaml"
-        stack_routes(routes, backend.url, flaky.url, services[0].url, services[1].url)
+        stack_routes(routes, backend.url, flaky.url, services[0].url, services[1].url,
+                     llm.url)
         write_policies(tmp_path / "policies", TENANTS, TIERS)
         # Into the Redis key store, which the gateway opens because it shares that Redis.
         keys = issue_keys(tmp_path / "data", list(TENANTS), redis_url=redis.url)
@@ -209,7 +223,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         running.append(prometheus)
         prometheus.wait_until_scraping()
         yield {"gateway": gateway, "prometheus": prometheus, "routes": routes,
-               "scrape_targets": scrape_targets, "keys": keys}
+               "scrape_targets": scrape_targets, "keys": keys, "llm": llm.fake}
     finally:
         for proc in reversed(running):
             proc.stop()
@@ -251,6 +265,12 @@ def test_every_panel_and_rule_returns_data(stack: dict[str, Any]) -> None:
     assert len(rules) == sum(1 for _ in rule_exprs())
     assert all(r["health"] == "ok" for r in rules), [r.get("lastError") for r in rules]
     assert_numbers_match_traffic(prom, waves=2)
+    tokens = {s["metric"]["kind"]: float(s["value"][1]) for s in prom.query(
+        'sum by (kind) (gateway_llm_tokens_total{tenant="acme",model="m"})')}
+    reported = stack["llm"].reported
+    assert tokens == {"prompt": reported["prompt_tokens"],
+                      "completion": reported["completion_tokens"]} == {
+                          "prompt": 3 * 3 * 2, "completion": 8 * 3 * 2}
 
 
 def assert_numbers_match_traffic(prom: PrometheusServer, waves: int) -> None:

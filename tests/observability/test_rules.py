@@ -20,7 +20,8 @@ GATEWAY_PANELS = [
     "Requests/s", "Error rate %", "Latency p50 / p95 / p99 by route", "4xx / 5xx",
     "429s by tenant", "Cache hit ratio", "Upstream latency",
     "Upstream errors, retries, fallbacks", "Circuit state", "In-flight requests",
-    "Config reload failures",
+    "Config reload failures", "LLM tokens/s by model", "LLM spend by tenant (per hour)",
+    "LLM budget burn rate",
 ]
 INFERENCE_PANELS = ["Texts/s", "Inference latency", "Batch size"]
 
@@ -47,7 +48,8 @@ def test_alert_rules_fire_as_specified() -> None:
     alerts = {name.split("/", 1)[1] for name, _, _ in rule_exprs() if name.startswith("alert/")}
     assert alerts == tested  # every alert has a unit test
     assert alerts >= {"GatewayRouteErrorRateHigh", "GatewayRouteLatencyP99High",
-                      "GatewayUpstreamDown", "RateLimitStoreDegraded"}
+                      "GatewayUpstreamDown", "RateLimitStoreDegraded",
+                      "GatewayTenantBudgetBurnHigh"}
 
 
 def test_dashboards_are_generated_from_the_committed_generator() -> None:
