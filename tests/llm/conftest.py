@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bench.fake_openai import FakeOpenAI
-from tests.auth.conftest import make_key
+from tests.observability.tenants import issue_keys
 from tests.conftest import write_routes
 from tests.servers import ThreadedServer
 
@@ -86,7 +86,8 @@ def llm_gateway(tmp_path: Path, providers: tuple[Provider, Provider], start_gate
         write_llm_config(tmp_path, providers[0].url, providers[1].url, tenants, tiers,
                          models)
         names = list(tenants or {"acme": 0, "small": 0})
-        keys = {t: make_key(tmp_path / "data", t)[0] for t in names}
+        # Where the gateway looks: the file store, or Redis when it shares one.
+        keys = issue_keys(tmp_path / "data", names, settings.get("redis_url"))
         return start_gateway(**settings), keys
 
     return start

@@ -41,8 +41,12 @@ def remaining(r: httpx.Response) -> int:
     return int(r.headers["x-ratelimit-remaining-tokens"])
 
 
-def test_reserved_then_settled_to_the_reported_usage(llm_gateway, providers):
-    gw, keys = llm_gateway(tiers=TIERS)
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_reserved_then_settled_to_the_reported_usage(llm_gateway, providers, store, request):
+    settings = {}
+    if store == "redis":  # the same through charge.lua and settle.lua
+        settings["redis_url"] = request.getfixturevalue("redis_server").url
+    gw, keys = llm_gateway(tiers=TIERS, **settings)
     acme = bearer(keys["acme"])
     body = chat(max_tokens=5)
     r = gw.client.post("/v1/chat/completions", headers=acme, json=body)
