@@ -2,7 +2,8 @@
 
 On a route with `llm:` (docs/llm.md), before the limits:
 * `api: models` is answered here: `GET /v1/models` lists the models the tenant may
-  use (routes.yaml `models:`, narrowed by the tenant's `models:` in tenants.yaml);
+  use (routes.yaml `models:`, narrowed by the tenant's `models:` in tenants.yaml), and
+  on a `/v1/models/{model}` route that one model;
 * otherwise the body's `model` must be one of routes.yaml's (else 404) and one the
   tenant may use (else 403); the call is noted on `ctx.llm` with its token estimate, and
   `ctx.chain` holds the model's groups in order, each with the body naming the model as
@@ -28,12 +29,16 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 PROVIDER_LIMIT_HEADERS = b"x-ratelimit-"
 
 
-def models_answer(config: RuntimeConfig, tenant: str | None) -> ProxyResponse:
-    """The OpenAI `GET /v1/models` list of the models `tenant` may use."""
+def models_answer(config: RuntimeConfig, tenant: str | None, one: str | None = None
+                  ) -> ProxyResponse:
+    """OpenAI's `GET /v1/models`: the list of the models `tenant` may use; with `one`
+    (`GET /v1/models/{model}`), that model alone, or 404 when it is not one of them."""
     models = config.models_of(tenant) if tenant is not None else list(config.models.values())
-    body = orjson.dumps({"object": "list", "data": [
-        {"id": m.name, "object": "model", "created": 0, "owned_by": m.owned_by}
-        for m in models]})
+    shown = [{"id": m.name, "object": "model", "created": 0, "owned_by": m.owned_by}
+             for m in models if one is None or m.name == one]
+    if one is not None and not shown:
+        raise NotFound(NotFound.NO_MODEL.format(model=one))
+    body = orjson.dumps(shown[0] if one is not None else {"object": "list", "data": shown})
     return ProxyResponse(200, [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
                          body=body, source="gateway")
 
@@ -50,8 +55,8 @@ class LlmPolicy(Policy):
         llm = ctx.route.llm
         assert llm is not None
         tenant = ctx.principal.tenant_id if ctx.principal is not None else None
-        if llm.api == "models":
-            return models_answer(ctx.config, tenant)
+        if llm.api == "models":  # a {model} parameter asks for that one model
+            return models_answer(ctx.config, tenant, ctx.path_params.get("model"))
         request = read_request(ctx.body)
         name = request["model"]
         model = ctx.config.models.get(name)

@@ -117,3 +117,21 @@ def test_shipped_starter_parses_with_headers_section(tmp_path):
                         [{"name": "r", "match": {"prefix": "/"}, "upstream": "g"}])
     assert load_config(path).groups["g"].targets[0].headers == ()
     assert yaml.safe_load(path.read_text())["upstreams"]["g"]["headers"] == {}
+
+
+def test_health_checks_send_the_targets_headers(tmp_path, monkeypatch, backend,
+                                                start_gateway):
+    monkeypatch.setenv("PROVIDER_KEY", SECRET)
+    write_routes(tmp_path / "routes.yaml", {"provider": {
+        "targets": [{"url": backend.url}],
+        "headers": {"Authorization": {"env": "PROVIDER_KEY", "prefix": "Bearer "}},
+        "health_check": {"path": "/health-with-key", "interval": 0.1}}},
+        [{"name": "echo", "match": {"prefix": "/api"}, "upstream": "provider",
+          "public": True}])
+    start_gateway()
+    deadline = time.monotonic() + 5
+    while not backend.hits["/health-with-key"]:
+        assert time.monotonic() < deadline, "no health check arrived"
+        time.sleep(0.05)
+    seen = [r for r in backend.requests if r["path"] == "/health-with-key"][-1]
+    assert seen["headers"]["authorization"] == "Bearer " + SECRET

@@ -43,6 +43,8 @@ LLM_ROUTES = [
      "llm": {"api": "embeddings"}},
     {"name": "models", "match": {"path": "/v1/models", "methods": ["GET"]},
      "llm": {"api": "models"}},
+    {"name": "model", "match": {"path": "/v1/models/{model}", "methods": ["GET"]},
+     "llm": {"api": "models"}},
 ]
 MODELS = {
     "llama-3-8b": {"serve": [{"upstream": "vllm", "model": "meta-llama/Meta-Llama-3-8B"},

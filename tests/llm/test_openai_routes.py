@@ -89,6 +89,12 @@ def test_v1_models_lists_what_the_tenant_may_use(llm_gateway):
     everything = gw.client.get("/v1/models", headers=bearer(keys["acme"])).json()
     assert [m["id"] for m in everything["data"]] == ["llama-3-8b", "gpt-4o-mini", "e5"]
     assert gw.client.get("/v1/models").status_code == 401
+    one = gw.client.get("/v1/models/llama-3-8b", headers=bearer(keys["small"]))
+    assert one.json() == {"id": "llama-3-8b", "object": "model", "created": 0,
+                          "owned_by": "gateway"}
+    hidden = gw.client.get("/v1/models/gpt-4o-mini", headers=bearer(keys["small"]))
+    assert hidden.status_code == 404  # not one it may use: as if it did not exist
+    assert hidden.headers["content-type"] == "application/problem+json"
 
 
 def test_falls_back_across_providers_and_parks_a_429_for_its_retry_after(llm_gateway,
