@@ -9,6 +9,7 @@ import pytest
 from gateway.cli import main as cli_main
 from tests.auth.conftest import make_key
 from tests.llm.conftest import Provider, bearer, write_llm_config
+from tests.llm.test_tokens import settled
 
 ADMIN = "admin-token-" + "x" * 32
 
@@ -81,6 +82,7 @@ def test_tenants_show_limits_and_current_usage(admin_gateway):
             "model": "llama-3-8b", "max_tokens": 5,
             "messages": [{"role": "user", "content": "a b c d"}]})
         assert r.status_code == 200
+    settled(gw, 3)
     usage = next(t for t in admin(gw, "GET", "/admin/tenants").json()["tenants"]
                  if t["id"] == "acme")["usage"]
     assert usage["rate"][0]["remaining"] == 47

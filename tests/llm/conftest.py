@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bench.fake_openai import FakeOpenAI
-from tests.observability.tenants import issue_keys
 from tests.conftest import write_routes
+from tests.observability.tenants import issue_keys
 from tests.servers import ThreadedServer
 
 PROVIDER_KEY = "sk-provider-secret-123456"

@@ -18,7 +18,7 @@ import yaml
 from tests.auth.conftest import make_key
 from tests.conftest import write_routes
 from tests.llm.conftest import Provider, bearer
-from tests.llm.test_tokens import estimate_of, metric, remaining
+from tests.llm.test_tokens import estimate_of, metric, remaining, settled, wait_metric
 from tests.processes import wait_http
 from tests.servers import free_port
 
@@ -73,6 +73,7 @@ def test_fakellm_behind_the_gateway(tmp_path, fakellm, start_gateway):
         assert answer["model"] == "fake-upstream-m"  # it was asked under its own name
         assert answer["choices"][0]["message"]["content"] == "Hi there from fakellm."
         usage = answer["usage"]
+        wait_metric(gw, "gateway_llm_calls_total", 1)
         assert metric(gw, "gateway_llm_tokens_total", kind="prompt") == usage["prompt_tokens"]
         assert (metric(gw, "gateway_llm_tokens_total", kind="completion")
                 == usage["completion_tokens"])
@@ -85,7 +86,8 @@ def test_fakellm_behind_the_gateway(tmp_path, fakellm, start_gateway):
             assert s.status_code == 200 and remaining(s) == left - estimate_of(streamed)
             text = s.read().decode()
         assert "Hi" in text and text.rstrip().endswith("data: [DONE]")
-        assert metric(gw, "gateway_llm_calls_total", usage="missing") == 1
+        assert wait_metric(gw, "gateway_llm_calls_total", 1, usage="missing") == 1
+        settled(gw, 2)
         r = gw.client.post("/v1/chat/completions", headers=bearer(key), json=body)
         assert remaining(r) == left - estimate_of(streamed) - estimate_of(body)
         # fakellm's 429 (no Retry-After: parked 1 s): the backup implementation answers.

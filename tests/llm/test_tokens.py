@@ -31,6 +31,23 @@ def metric(gw, name: str, **labels: str) -> float:
     return total
 
 
+def wait_metric(gw, name: str, value: float, **labels: str) -> float:
+    """The metric once it reaches `value`: a request is observed after its answer ends,
+    so a scrape right after the answer may come first."""
+    deadline = time.monotonic() + 5
+    while (found := metric(gw, name, **labels)) < value:
+        assert time.monotonic() < deadline, f"{name} {labels}: {found}, not {value}"
+        time.sleep(0.05)
+    return found
+
+
+def settled(gw, calls: int) -> None:
+    """Wait until `calls` LLM calls have ended: a call is settled in a cleanup after its
+    answer's last byte, and counted (metrics) only after its cleanups ran, so the next
+    call sees the settlement (on Redis it is a round trip the client need not wait for)."""
+    wait_metric(gw, "gateway_llm_calls_total", calls)
+
+
 def estimate_of(body: dict) -> int:
     """What the gateway reserves: the request's bytes / 4, plus max_tokens."""
     size = len(httpx.Request("POST", "http://x", json=body).content)
@@ -57,10 +74,12 @@ def test_reserved_then_settled_to_the_reported_usage(llm_gateway, providers, sto
     assert remaining(r) == 100 - estimate
     # Settled after the answer to what the upstream reported (4 + 5 = 9 tokens): the
     # next call's reservation starts from 91 (gcra refills 1 token per 36 s meanwhile).
+    settled(gw, 1)
     r = gw.client.post("/v1/chat/completions", headers=acme, json=body)
     assert remaining(r) == 100 - 9 - estimate
     # A call whose estimate no longer fits is refused before the upstream, not charged.
     hits = sum(p.fake.hits["/v1/chat/completions"] for p in providers)
+    settled(gw, 2)
     r = gw.client.post("/v1/chat/completions", headers=acme, json=chat(max_tokens=80))
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert r.headers["content-type"] == "application/problem+json"
@@ -72,6 +91,7 @@ def test_reserved_then_settled_to_the_reported_usage(llm_gateway, providers, sto
                       json=streamed, timeout=10) as s:
         left_at_reserve = remaining(s)
         s.read()
+    settled(gw, 4)  # the 429 was a call too
     r = gw.client.post("/v1/chat/completions", headers=acme, json=body)
     assert remaining(r) == left_at_reserve + estimate_of(streamed) - 9 - estimate
 
@@ -87,6 +107,7 @@ def test_failed_calls_are_refunded_and_other_tenants_count_apart(llm_gateway, pr
     r = gw.client.post("/v1/chat/completions", headers=acme, json=chat())
     assert r.status_code == 502
     # The failed call gave its reservation back: the next one sees what the first left.
+    settled(gw, 2)
     r = gw.client.post("/v1/chat/completions", headers=acme, json=chat())
     assert remaining(r) == full - 9
     other = gw.client.post("/v1/chat/completions", headers=bearer(keys["small"]),
@@ -116,10 +137,7 @@ def test_counted_tokens_equal_the_upstreams_usage(llm_gateway, providers, calls)
         assert r.status_code == 200
     reported = sum((p.fake.reported for p in providers), start=type(providers[0].fake
                                                                     .reported)())
-    deadline = time.monotonic() + 5  # the last access line is written after the answer
-    while metric(gw, "gateway_llm_calls_total") < calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_metric(gw, "gateway_llm_calls_total", calls)
     assert metric(gw, "gateway_llm_tokens_total", kind="prompt") == reported["prompt_tokens"]
     assert (metric(gw, "gateway_llm_tokens_total", kind="completion")
             == reported["completion_tokens"])
@@ -151,4 +169,6 @@ def test_budget_refuses_once_the_spend_would_pass_it(llm_gateway, providers):
     estimate = estimate_of(chat(model="pricey")) * 0.02
     assert 1 - spent < estimate
     assert spent > 1 - estimate - 0.14
+    calls = round(spent / 0.14)
+    wait_metric(gw, "gateway_llm_calls_total", calls)
     assert metric(gw, "gateway_llm_spend_total", tenant="acme") == pytest.approx(spent)
