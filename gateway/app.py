@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import structlog
 from starlette.routing import Router
-from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from gateway.admin_api import AdminApi
 from gateway.auth.oauth import JWKS_PATH, METADATA_PATH, TOKEN_PATH, OAuthEndpoints
@@ -24,7 +24,9 @@ from gateway.auth.service import AuthService
 from gateway.config import load_config
 from gateway.config.reload import ConfigReloader
 from gateway.config.runtime import ConfigHolder, RuntimeConfig
+from gateway.drain import SHUTTING_DOWN, Drain
 from gateway.endpoints import Endpoint, GatewayDispatch
+from gateway.errors import ServiceUnavailable, send_problem
 from gateway.health import Readiness, ReadinessCheck, healthz
 from gateway.logging import flush_logs
 from gateway.metrics import GatewayMetrics, StateSources
@@ -80,8 +82,9 @@ class GatewayApp:
     def __init__(self, *, stack: ASGIApp, lifespan: Lifespan[Any], settings: Settings,
                  holder: ConfigHolder, reloader: ConfigReloader, target_health: TargetHealth,
                  metrics: GatewayMetrics, stores: Stores, auth: AuthService,
-                 upstream: UpstreamClient):
+                 upstream: UpstreamClient, drain: Drain):
         self.stack = stack
+        self.drain = drain
         self._lifespan = Router(lifespan=lifespan)
         self.settings, self.holder, self.reloader = settings, holder, reloader
         self.target_health, self.metrics, self.stores = target_health, metrics, stores
@@ -89,11 +92,33 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.stack(scope, receive, send)
+            if self.drain.draining:
+                send = _closing(send)
+            try:
+                await self.stack(scope, receive, send)
+            except asyncio.CancelledError:
+                # uvicorn cancels what outlives the drain timeout (gateway/drain.py).
+                state = scope.get("state", {})
+                if not self.drain.draining or "status" in state:  # answer begun: cut
+                    raise
+                await send_problem(_closing(send), ServiceUnavailable(SHUTTING_DOWN),
+                                   state.get("request_id", ""))
         elif scope["type"] == "lifespan":
             await self._lifespan.lifespan(scope, receive, send)
         else:  # websocket: nothing here speaks it
             await send({"type": "websocket.close", "code": 1003})
+
+
+def _closing(send: Send) -> Send:
+    """While draining: every answer ends its connection, so a keep-alive client's next
+    request opens a new one (to a replica that is not going away)."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+
+    return send_closing
 
 
 def create_app(settings: Settings, config: RuntimeConfig | None = None) -> GatewayApp:
@@ -117,7 +142,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
     async def config_ready() -> tuple[bool, str]:
         return True, f"generation {holder.generation}, {len(holder.current.routes)} routes"
 
-    readiness: dict[str, ReadinessCheck] = {"config": config_ready,
+    drain = Drain(settings.drain_grace)  # SIGTERM: see gateway/drain.py
+    readiness: dict[str, ReadinessCheck] = {"draining": drain.ready, "config": config_ready,
                                             "credentials": auth.ready}
     if stores.redis is not None:
         readiness["redis"] = stores.breaker.check
@@ -141,12 +167,14 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         # latency spikes they cause under load).
         gc.collect()
         gc.freeze()
+        drain.install()
         log.info("gateway_started", routes=len(holder.current.routes),
                  routes_file=str(settings.routes_file))
         try:
             yield
         finally:
             try:
+                drain.cancel()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -178,7 +206,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         GatewayDispatch(endpoints, proxy), settings.access_log, metrics))
     return GatewayApp(stack=stack, lifespan=lifespan, settings=settings, holder=holder,
                       reloader=reloader, target_health=health, metrics=metrics,
-                      stores=stores, auth=auth, upstream=upstream)
+                      stores=stores, auth=auth, upstream=upstream, drain=drain)
 
 
 def create_app_from_env() -> GatewayApp:

@@ -89,7 +89,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     common = dict(host=settings.host, port=settings.port, loop="uvloop", http=http,
                   access_log=False, server_header=False, log_config=None,
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.
-                  proxy_headers=False)
+                  proxy_headers=False,
+                  # After the drain's grace (gateway/drain.py): in-flight requests get
+                  # this long to finish once the listener is closed.
+                  timeout_graceful_shutdown=settings.drain_timeout)
     if settings.workers > 1:
         if settings.redis_url is None:
             import structlog

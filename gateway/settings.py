@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     access_log: bool = True
 
+    # -- graceful drain on SIGTERM (gateway/drain.py, docs/operations.md) --
+    # Seconds between SIGTERM and closing the listener, /readyz failing meanwhile: the
+    # time an orchestrator takes to stop routing here (Kubernetes: about 5).
+    drain_grace: float = Field(0.0, ge=0, le=300)
+    # Then the longest wait for requests and streams in flight before they are cut.
+    drain_timeout: float = Field(20.0, gt=0, le=3600)
+
     # Upstream connection pool: one shared client, keep-alive connections reused.
     upstream_pool_size: int = Field(512, ge=1, description="most requests in flight upstream")
     # Shadow copies are best effort: beyond this many in flight they are dropped.
