@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need, then runs the whole suite.
 #   - system packages the tests start for real: redis-server (and Prometheus' tools),
+#     kubectl (kustomize for deploy/k8s),
 #     php-cli, php-curl and PHPUnit for the PHP client
 #   - a virtualenv in .venv with the gateway, the bundled services and test tools
 # Extra arguments go to pytest (e.g. scripts/test.sh -k proxy).
@@ -12,6 +13,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 # The observability tests run a real Prometheus, promtool and a compose client.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+# deploy/k8s is rendered by kubectl's built-in kustomize (tests/test_k8s_manifests.py).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 # The PHP client's suite (clients/php): php-cli with ext-curl, PHPUnit, and the PSR-18
 # (Guzzle) and PSR-16 (Symfony Cache) libraries its adapters are tested with.
 command -v php >/dev/null || missing+=(php-cli)

@@ -101,7 +101,9 @@ class SigningKeys:
 
     def load(self) -> None:
         """Read the keys; create the first one if there is none (the one-machine default)."""
-        if not self.path.is_file():
+        # A directory that already holds keys is only read: it may be a read-only mount
+        # (a Kubernetes Secret shared by every replica).
+        if not self.path.is_file() and not (self.path.is_dir() and self._files()):
             # The data directory holds secrets: owner only, parents included.
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path.mkdir(exist_ok=True, mode=0o700)
