@@ -163,14 +163,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
         if self.redis_url is not None:
-            from gateway.stores.redis_url import connection_options
+            from gateway.stores.redis_url import redis_target
 
-            connection_options(self.redis_url)  # every option understood, or a ValueError
+            # The scheme (one Redis, a cluster, Sentinel) and every option understood.
+            target = redis_target(self.redis_url)
+            if target.kind != "single" and self.store_redis_client == "redis-py":
+                raise ValueError("GATEWAY_STORE_REDIS_CLIENT=redis-py serves one Redis "
+                                 "only; a cluster or Sentinel URL takes mux")
         if self.admin_token is not None and self.admin_token_file is not None:
             raise ValueError("give GATEWAY_ADMIN_TOKEN or GATEWAY_ADMIN_TOKEN_FILE, not both")
         if self.admin_token is not None:

@@ -9,9 +9,10 @@ by another replica, is seen within that interval:
 * `FileKeyStore` (the one-machine default): one JSON file in the data directory, mode
   0600, replaced atomically (write a temp file, fsync, rename) under an flock so two CLI
   runs cannot lose each other's change. The check is one `stat`.
-* `RedisKeyStore` (replicas): two hashes plus a version counter bumped in the same
-  MULTI as each change. The check is one `GET` of the counter per process per interval,
-  whatever the request rate; the hashes are fetched only when the counter moved.
+* `RedisKeyStore` (replicas): two hashes plus a version token changed after each change.
+  The check is one `GET` of the version per process per interval, whatever the request
+  rate; the hashes are fetched only when it changed. One Redis, a Redis Cluster or
+  Sentinel alike (no MULTI: see `refresh`).
 
 Chosen over a per-key TTL cache because unknown keys (typos, attackers) then cost no
 round-trip either, and over pub/sub because a missed message can never leave a revoked
@@ -30,16 +31,16 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from gateway.auth.api_keys import ApiKeyRecord
 from gateway.auth.oauth_clients import OAuthClientRecord
 from gateway.errors import ServiceUnavailable
+from gateway.stores.redis_ha import RedisClient
 
 log = structlog.get_logger("gateway.auth")
 
@@ -179,7 +180,7 @@ class RedisKeyStore(_Snapshot):
     """Two Redis hashes and a version token (changed by every write), shared by every
     replica."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str = "gw:auth:"):
+    def __init__(self, redis: RedisClient, prefix: str = "gw:auth:"):
         super().__init__()
         self.redis = redis
         self.keys_hash, self.clients_hash = prefix + "keys", prefix + "clients"
@@ -187,16 +188,18 @@ class RedisKeyStore(_Snapshot):
         self._version: bytes | None = b"never"
 
     async def refresh(self) -> bool:
+        # The version is read before the hashes and written after them (`_put`), so
+        # the hashes read are at least as new as the version kept: a write landing in
+        # between only makes the next check reload once more. No MULTI is needed, so
+        # the three keys may live on different nodes of a Redis Cluster.
         try:
-            version = await self.redis.get(self.version_key)
+            # Replies are bytes: decode_responses is off (connect_redis).
+            version = cast("bytes | None", await self.redis.get(self.version_key))
             if version == self._version:
                 self._confirmed = time.monotonic()
                 return False
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self.keys_hash)
-                pipe.hgetall(self.clients_hash)
-                pipe.get(self.version_key)
-                keys, clients, version = await pipe.execute()
+            keys = cast("dict[bytes, bytes]", await self.redis.hgetall(self.keys_hash))
+            clients = cast("dict[bytes, bytes]", await self.redis.hgetall(self.clients_hash))
         except RedisError as exc:
             raise ServiceUnavailable(STORE_UNREACHABLE) from exc
         self._install({k.decode(): orjson.loads(v) for k, v in keys.items()},
@@ -207,12 +210,11 @@ class RedisKeyStore(_Snapshot):
 
     async def _put(self, hash_name: str, record_id: str, value: dict[str, Any]) -> None:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(hash_name, record_id, orjson.dumps(value))
-                # A random version, not a counter: a Redis restarted empty and refilled
-                # could count back up to a version a replica already holds.
-                pipe.set(self.version_key, secrets.token_hex(8))
-                await pipe.execute()
+            await self.redis.hset(hash_name, record_id, orjson.dumps(value))
+            # Then the version (see refresh). A random one, not a counter: a Redis
+            # restarted empty and refilled could count back up to a version a replica
+            # already holds.
+            await self.redis.set(self.version_key, secrets.token_hex(8))
         except RedisError as exc:
             raise ServiceUnavailable(STORE_UNREACHABLE) from exc
         await self.refresh()
@@ -227,7 +229,7 @@ class RedisKeyStore(_Snapshot):
         return None  # the Redis client belongs to whoever made it
 
 
-def open_key_store(data_dir: Path, redis: aioredis.Redis | None) -> KeyStore:
+def open_key_store(data_dir: Path, redis: RedisClient | None) -> KeyStore:
     """Redis when the gateway shares state (GATEWAY_REDIS_URL), else the local file."""
     if redis is not None:
         return RedisKeyStore(redis)

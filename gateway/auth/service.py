@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.auth.api_keys import split_key, verify_key
@@ -26,6 +25,7 @@ from gateway.auth.tokens import TokenIssuer, TokenVerifier
 from gateway.context import Principal
 from gateway.errors import ServiceUnavailable
 from gateway.settings import Settings
+from gateway.stores.redis_ha import RedisClient
 
 log = structlog.get_logger("gateway.auth")
 
@@ -53,7 +53,7 @@ class AuthService:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_miss_refresh = 0.0
 
-    async def start(self, redis: aioredis.Redis | None, http: httpx.AsyncClient) -> None:
+    async def start(self, redis: RedisClient | None, http: httpx.AsyncClient) -> None:
         s = self.settings
         self.store = open_key_store(s.data_dir, redis)
         try:

@@ -24,7 +24,15 @@ from gateway.errors import RateLimited, StoreUnavailable
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
 from gateway.stores import Stores
-from gateway.stores.rate_limits import MICROS, Charge, Check, LimitState, limit_check
+from gateway.stores.rate_limits import (
+    MICROS,
+    Charge,
+    Check,
+    LimitState,
+    limit_check,
+    route_scope,
+    tenant_scope,
+)
 
 TOO_MANY = "rate limit of {limit} exceeded"
 TOO_MANY_IN_FLIGHT = "more than {limit} requests in flight"
@@ -38,8 +46,8 @@ def _seconds(micros: int) -> int:
 def plan_for(tenant: str, route: str, limits: EffectiveLimits) -> Plan:
     """The checks and the cap of one (tenant, route): tenant-wide limits count under the
     tenant, route limits under the tenant and the route (keys built once, see below)."""
-    checks = (*(limit_check(item, f"t/{tenant}") for item in limits.rate),
-              *(limit_check(item, f"r/{tenant}/{route}") for item in limits.route_rate))
+    checks = (*(limit_check(item, tenant_scope(tenant)) for item in limits.rate),
+              *(limit_check(item, route_scope(tenant, route)) for item in limits.route_rate))
     cap = None if limits.max_in_flight is None else (tenant, limits.max_in_flight)
     return limits, checks, cap
 

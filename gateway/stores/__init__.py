@@ -1,7 +1,9 @@
 """Shared state behind small protocols, in memory (one machine) or on Redis (replicas).
 
 `connect_redis(url)` and `connect_mux(url)` are the one place Redis clients are
-configured: short timeouts so a dead Redis costs milliseconds, not seconds. The stores
+configured: short timeouts so a dead Redis costs milliseconds, not seconds. The URL
+names one Redis, a Redis Cluster or a Sentinel set (redis_url.py, redis_ha.py): every
+user of these two functions gets the right client for it. The stores
 here (cache, rate limits and in-flight slots) speak through `MuxRedis`, one pipelined
 connection, or redis-py by GATEWAY_STORE_REDIS_CLIENT (redis_bridge.py); redis-py serves
 the key store. Redis errors become `StoreUnavailable`
@@ -27,7 +29,10 @@ from gateway.errors import StoreUnavailable
 from gateway.stores.breaker import StoreBreaker
 from gateway.stores.rate_limits import RateLimitStore
 from gateway.stores.redis_bridge import RedisPyBridge, StoreRedis
+from gateway.stores.redis_cluster import MuxCluster
+from gateway.stores.redis_ha import RedisClient, redis_py_client, sentinel_locator
 from gateway.stores.redis_mux import MuxRedis
+from gateway.stores.redis_url import redis_target
 
 if TYPE_CHECKING:
     from gateway.cache_entry import CachedAnswer
@@ -39,8 +44,12 @@ REDIS_CONNECT_TIMEOUT = 0.25
 REDIS_MAX_CONNECTIONS = 256
 
 
-def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
-    """An asyncio Redis client for `url` (no I/O until first use)."""
+def connect_redis(url: str, timeout: float | None = None) -> RedisClient:
+    """An asyncio redis-py client for `url`, whichever kind it names: one server, a
+    Redis Cluster or Sentinel (redis_ha.py); no I/O until first use."""
+    target = redis_target(url)
+    if target.kind != "single":
+        return redis_py_client(target, timeout or REDIS_SOCKET_TIMEOUT, REDIS_MAX_CONNECTIONS)
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout or REDIS_SOCKET_TIMEOUT,
@@ -56,15 +65,26 @@ def connect_redis(url: str, timeout: float | None = None) -> aioredis.Redis:
     )
 
 
-def connect_mux(url: str, timeout: float | None = None) -> MuxRedis:
-    """The stores' pipelined connection to `url` (no I/O until first use)."""
-    return MuxRedis(url, timeout or REDIS_SOCKET_TIMEOUT, timeout or REDIS_CONNECT_TIMEOUT)
+def connect_mux(url: str, timeout: float | None = None) -> MuxRedis | MuxCluster:
+    """The stores' pipelined client of `url`: one connection, or one per cluster primary
+    (redis_cluster.py); no I/O until first use."""
+    target = redis_target(url)
+    seconds, connect = timeout or REDIS_SOCKET_TIMEOUT, timeout or REDIS_CONNECT_TIMEOUT
+    if target.kind == "cluster":
+        return MuxCluster(target, seconds, connect)
+    if target.kind == "sentinel":
+        return MuxRedis(target.node_url, seconds, connect,
+                        locate=sentinel_locator(target, connect))
+    return MuxRedis(url, seconds, connect)
 
 
 def connect_store_client(url: str, timeout: float | None = None, kind: str = "mux"
                          ) -> StoreRedis:
     """The stores' client of `url`, by GATEWAY_STORE_REDIS_CLIENT (no I/O until first use)."""
     if kind == "redis-py":
+        if redis_target(url).kind != "single":
+            raise ValueError("GATEWAY_STORE_REDIS_CLIENT=redis-py serves one Redis only; "
+                             "a cluster or Sentinel URL takes the default client (mux)")
         return RedisPyBridge(url, timeout or REDIS_SOCKET_TIMEOUT,
                              timeout or REDIS_CONNECT_TIMEOUT)
     return connect_mux(url, timeout)
@@ -88,7 +108,7 @@ class Stores:
     rate_limits: RateLimitStore
     cache: CacheStore
     breaker: StoreBreaker  # the Redis stores' (never opens in memory)
-    redis: aioredis.Redis | None  # redis-py: the key store's client
+    redis: RedisClient | None  # redis-py: the key store's client
     slot_ttl: float
     # LLM token and budget limits: always gcra, reserved then settled (docs/llm.md).
     tokens: RateLimitStore | None = None

@@ -30,8 +30,21 @@ class Check(NamedTuple):
     key: str
 
 
+def tenant_scope(tenant: str) -> str:
+    """The scope of a tenant-wide limit. `{tenant}` is the Redis Cluster hash tag: every
+    key of one tenant's charge (its limits, its route limits, its in-flight slots) hashes
+    to one slot, so charge.lua runs on one node (gateway/stores/redis_cluster.py)."""
+    return f"t/{{{tenant}}}"
+
+
+def route_scope(tenant: str, route: str) -> str:
+    """The scope of a limit of one route for one tenant (same hash tag)."""
+    return f"r/{{{tenant}}}/{route}"
+
+
 def limit_check(item: RateLimitItem, scope: str) -> Check:
-    """The check of `item` under `scope` ("t/<tenant>" or "r/<tenant>/<route>")."""
+    """The check of `item` under `scope` (`tenant_scope` or `route_scope`: a scope of
+    one charge must hold the same hash tag, or a Redis Cluster refuses it)."""
     seconds = item.get_expiry()
     return Check(item.amount, seconds * MICROS, f"{scope}/{item.amount}/{seconds}")
 

@@ -7,6 +7,7 @@ through the `StoreBreaker`, so they raise `StoreUnavailable` and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from importlib.resources import files
@@ -22,6 +23,11 @@ CACHE_PREFIX = "gw:cache:"
 INFLIGHT_PREFIX = "gw:inflight:"
 RATE_LIMIT_PREFIX = "gw:rl:"  # then the strategy's tag and the check's key
 REFRESH_BATCH = 1000  # slots per refresh call, to keep each script short
+
+
+def slots_key(tenant: str) -> str:
+    """A tenant's in-flight slots, under its hash tag (see rate_limits.tenant_scope)."""
+    return f"{INFLIGHT_PREFIX}{{{tenant}}}"
 
 
 def lua_script(name: str) -> str:
@@ -92,14 +98,14 @@ class RedisRateLimitStore(GuardedStore):
         slot = None
         if cap is not None:
             slot = self._new_slot()
-            keys.append(INFLIGHT_PREFIX + cap[0])
+            keys.append(slots_key(cap[0]))
             args += [cap[1], self.ttl_ms, slot]
         verdict, now, *found = await self._charge(keys, args)
         limits = tuple(LimitState(*found[i:i + 5]) for i in range(0, len(found), 5))
         return Charge(now, verdict, limits, slot if verdict == 0 else None)
 
     async def release(self, key: str, slot: str) -> None:
-        await self.client.execute("ZREM", INFLIGHT_PREFIX + key, slot)
+        await self.client.execute("ZREM", slots_key(key), slot)
 
     async def settle(self, checks: Sequence[Check], delta: int) -> None:
         if self._settle is None:
@@ -112,10 +118,18 @@ class RedisRateLimitStore(GuardedStore):
         await self._settle([self.prefix + check.key for check in checks], args)
 
     async def count(self, key: str) -> int:
-        return int(await self._count([INFLIGHT_PREFIX + key], []))
+        return int(await self._count([slots_key(key)], []))
 
     async def refresh(self, slots: Sequence[tuple[str, str]]) -> None:
-        for i in range(0, len(slots), REFRESH_BATCH):
-            batch = slots[i:i + REFRESH_BATCH]
-            await self._refresh([INFLIGHT_PREFIX + k for _, k in batch],
-                                [self.ttl_ms, *(s for s, _ in batch)])
+        # One call per tenant (one key each: on a cluster, keys of several tenants may
+        # live on several nodes), all in flight at once.
+        by_key: dict[str, list[str]] = {}
+        for slot, key in slots:
+            by_key.setdefault(key, []).append(slot)
+        calls = []
+        for key, ids in by_key.items():
+            for i in range(0, len(ids), REFRESH_BATCH):
+                batch = ids[i:i + REFRESH_BATCH]
+                calls.append(self._refresh([slots_key(key)] * len(batch),
+                                           [self.ttl_ms, *batch]))
+        await asyncio.gather(*calls)

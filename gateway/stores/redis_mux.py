@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hiredis
@@ -125,13 +126,23 @@ class _Link(asyncio.Protocol):
                 self.transport.abort()
 
 
-class MuxRedis:
-    """Commands over one shared, pipelined connection to the Redis at `url`."""
+Locate = Callable[[], Awaitable[tuple[str, int]]]
 
-    def __init__(self, url: str, timeout: float, connect_timeout: float):
+
+class MuxRedis:
+    """Commands over one shared, pipelined connection to the Redis at `url`.
+
+    With `locate` (Sentinel: redis_ha.py), each connect asks it for the primary's address
+    first; a READONLY reply (that node is a replica now) drops the connection, so the
+    next call connects to whichever node is the primary then.
+    """
+
+    def __init__(self, url: str, timeout: float, connect_timeout: float,
+                 locate: Locate | None = None):
         self.options = connection_options(url)  # redis-py's URL rules; see redis_url.py
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.locate = locate
         self._link: _Link | None = None
         self._dialing: asyncio.Task[_Link] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -148,9 +159,30 @@ class MuxRedis:
         link = self._link
         if link is None or link.closed:
             link = await self._connect()
-        reply = await link.send(packed)
+        return self._checked(link, await link.send(packed))
+
+    async def execute_asking(self, *args: Arg) -> Any:
+        """ASKING, then the command, back to back on the connection, so no other
+        caller's command comes between them (Redis Cluster's ASK redirection)."""
+        try:
+            packed = hiredis.pack_command(args)  # type: ignore[arg-type]
+        except (TypeError, UnicodeError) as exc:
+            raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+        link = self._link
+        if link is None or link.closed:
+            link = await self._connect()
+        asking = link.send(hiredis.pack_command(("ASKING",)))
+        answer = link.send(packed)
+        self._checked(link, await asking)
+        return self._checked(link, await answer)
+
+    @staticmethod
+    def _checked(link: _Link, reply: Any) -> Any:
         if isinstance(reply, hiredis.ReplyError):
-            raise ResponseError(str(reply))
+            text = str(reply)
+            if text.startswith("READONLY"):  # a primary demoted under us: reconnect
+                link.abort(RedisConnectionError("Redis node is a replica now"))
+            raise ResponseError(text)
         return reply
 
     async def ping(self) -> None:
@@ -210,10 +242,15 @@ class MuxRedis:
         opts = self.options
         if "path" in opts:
             await loop.create_unix_connection(lambda: link, opts["path"])
-        else:
-            await loop.create_connection(lambda: link, opts.get("host", "localhost"),
-                                         opts.get("port", 6379),
-                                         ssl=tls_context(opts) if is_tls(opts) else None)
+            return
+        host, port = opts.get("host", "localhost"), opts.get("port", 6379)
+        if self.locate is not None:
+            host, port = await self.locate()
+        tls = None
+        if is_tls(opts):
+            tls = tls_context(opts)
+        await loop.create_connection(lambda: link, host, port, ssl=tls,
+                                     server_hostname=host if tls else None)
 
     @staticmethod
     async def _handshake(link: _Link, *args: str | int) -> None:

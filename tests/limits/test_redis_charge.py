@@ -58,7 +58,7 @@ def test_charges_all_or_nothing_across_limits_and_cap(tmp_path, backend, start_l
     gw = start_limited(redis_url=redis_server.url, rate_limit_strategy="moving-window")
     h = as_tenant("acme")
     r = redis.Redis.from_url(redis_server.url)
-    tenant, route_a = window_key("t/acme", 20, 60), window_key("r/acme/a", 3, 60)
+    tenant, route_a = window_key("t/{acme}", 20, 60), window_key("r/{acme}/a", 3, 60)
 
     # 30 at once on /a: its route limit admits 3, and the refused 27 charge the
     # tenant-wide limit nothing (the two-step design charged it for those that saw
@@ -81,7 +81,7 @@ def test_charges_all_or_nothing_across_limits_and_cap(tmp_path, backend, start_l
     assert codes(answers) == [200] * 4 + [429] * 6
     assert all("in flight" in a.json()["detail"] for a in answers if a.status_code == 429)
     assert r.llen(tenant) == 11
-    wait_until(lambda: r.zcard("gw:inflight:acme") == 0)
+    wait_until(lambda: r.zcard("gw:inflight:{acme}") == 0)
     r.close()
 
 
