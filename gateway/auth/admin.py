@@ -4,6 +4,7 @@
     gateway keys list [--tenant ID]
     gateway keys revoke KEY_ID|KEY
     gateway keys rotate KEY_ID|KEY [--grace 24h]
+    gateway keys export [FILE]  |  gateway keys import FILE [--replace]   (backup.py)
     gateway clients create --tenant ID --scopes a,b [--name N]
     gateway clients list [--tenant ID]
     gateway clients revoke CLIENT_ID
@@ -26,6 +27,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from gateway.auth.api_keys import (
@@ -35,6 +37,13 @@ from gateway.auth.api_keys import (
     issue_key,
     rotate_key,
     split_key,
+)
+from gateway.auth.backup import (
+    BackupError,
+    export_credentials,
+    import_credentials,
+    read_backup,
+    write_private,
 )
 from gateway.auth.key_store import KeyStore, open_key_store
 from gateway.auth.oauth_clients import CLIENT_ID_PREFIX, issue_client
@@ -171,6 +180,30 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     actions = {"create": create, "list": listing, "revoke": revoke, "rotate": rotate}
+    async def export(store: KeyStore) -> int:
+        data = export_credentials(store)
+        if args.file in (None, "-"):
+            sys.stdout.buffer.write(data + b"\n")
+        else:
+            write_private(Path(args.file), data)
+        print(f"exported {len(store.list_keys())} keys and {len(store.list_clients())} "
+              "clients", file=sys.stderr)
+        return 0
+
+    async def restore(store: KeyStore) -> int:
+        written, kept = await import_credentials(store, backup[0], backup[1], args.replace)
+        print(f"imported {written} records; {kept} already present, kept as they were"
+              + (" (--replace overwrites them)" if kept else ""), file=sys.stderr)
+        return 0
+
+    if args.action == "import":
+        try:
+            backup = read_backup(Path(args.file).read_bytes(), args.file)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+        except BackupError as exc:
+            raise UsageError(str(exc)) from None
+    actions["export"], actions["import"] = export, restore
     return asyncio.run(_with_store(settings, actions[args.action]))
 
 
@@ -233,6 +266,12 @@ def add_commands(sub: Any, run: Callable[[Callable[..., int]], Callable[..., int
     p = ks.add_parser("rotate", help="issue a successor; the old key lives for --grace")
     p.add_argument("key", metavar="KEY_ID", help="its id, or the whole key")
     p.add_argument("--grace", type=parse_duration, default=86400.0, help="default 24h")
+    p = ks.add_parser("export", help="every key and client as JSON (hashes, no secrets)")
+    p.add_argument("file", nargs="?", help="written with mode 0600; default: stdout")
+    p = ks.add_parser("import", help="write an export into this store")
+    p.add_argument("file")
+    p.add_argument("--replace", action="store_true",
+                   help="overwrite records the store already has")
     keys.set_defaults(func=run(cmd_keys))
 
     clients = sub.add_parser("clients", help="issue, list and revoke OAuth2 clients")

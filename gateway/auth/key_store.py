@@ -58,6 +58,8 @@ class KeyStore(Protocol):
     async def refresh(self) -> bool: ...
     async def put_key(self, record: ApiKeyRecord) -> None: ...
     async def put_client(self, record: OAuthClientRecord) -> None: ...
+    async def put_many(self, keys: list[ApiKeyRecord],
+                       clients: list[OAuthClientRecord]) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -153,9 +155,13 @@ class FileKeyStore(_Snapshot):
             os.close(fd)  # releases the lock
 
     def _update(self, section: str, record_id: str, value: dict[str, Any]) -> None:
+        self._update_many({section: {record_id: value}})
+
+    def _update_many(self, sections: dict[str, dict[str, Any]]) -> None:
         with self._locked():
             data = self._read()  # the latest file, not our snapshot: no lost updates
-            data.setdefault(section, {})[record_id] = value
+            for section, records in sections.items():
+                data.setdefault(section, {}).update(records)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -170,6 +176,14 @@ class FileKeyStore(_Snapshot):
 
     async def put_client(self, record: OAuthClientRecord) -> None:
         await asyncio.to_thread(self._update, "clients", record.client_id, record.to_json())
+        await self.refresh()
+
+    async def put_many(self, keys: list[ApiKeyRecord],
+                       clients: list[OAuthClientRecord]) -> None:
+        """Many records in one replace of the file (a restore, gateway/auth/backup.py)."""
+        await asyncio.to_thread(self._update_many, {
+            "keys": {r.key_id: r.to_json() for r in keys},
+            "clients": {r.client_id: r.to_json() for r in clients}})
         await self.refresh()
 
     async def close(self) -> None:
@@ -224,6 +238,20 @@ class RedisKeyStore(_Snapshot):
 
     async def put_client(self, record: OAuthClientRecord) -> None:
         await self._put(self.clients_hash, record.client_id, record.to_json())
+
+    async def put_many(self, keys: list[ApiKeyRecord],
+                       clients: list[OAuthClientRecord]) -> None:
+        """Many records, a thousand per HSET, then one version change (a restore)."""
+        try:
+            for hash_name, records in ((self.keys_hash, {r.key_id: r for r in keys}),
+                                       (self.clients_hash, {r.client_id: r for r in clients})):
+                items = [(k, orjson.dumps(r.to_json())) for k, r in records.items()]
+                for i in range(0, len(items), 1000):
+                    await self.redis.hset(hash_name, mapping=dict(items[i:i + 1000]))
+            await self.redis.set(self.version_key, secrets.token_hex(8))
+        except RedisError as exc:
+            raise ServiceUnavailable(STORE_UNREACHABLE) from exc
+        await self.refresh()
 
     async def close(self) -> None:
         return None  # the Redis client belongs to whoever made it
