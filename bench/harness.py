@@ -44,9 +44,13 @@ def pinned(core: str, argv: list[str]) -> list[str]:
 
 def start(argv: list[str], core: str, env: dict[str, str] | None = None,
           log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = log.open("wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(pinned(core, argv), env={**os.environ, **(env or {})},
-                            stdout=out, stderr=out, cwd=ROOT)
+    if log is None:
+        return subprocess.Popen(pinned(core, argv), env={**os.environ, **(env or {})},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=ROOT)
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(pinned(core, argv), env={**os.environ, **(env or {})},
+                                stdout=out, stderr=out, cwd=ROOT)
 
 
 def cpu_seconds(pid: int) -> float:
