@@ -33,7 +33,8 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 # Lines a process writes outside any request: start-up (the first signing key is made
 # in the empty data dir), background watchers, shutdown.
 LIFECYCLE_LOGGERS = {"uvicorn.error"}
-LIFECYCLE_EVENTS = {"gateway_started", "signing_key_created", "credentials_reloaded"}
+LIFECYCLE_EVENTS = {"gateway_started", "signing_key_created", "credentials_reloaded",
+                    "draining"}  # SIGTERM (gateway/drain.py)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
