@@ -15,7 +15,13 @@ from gateway.config.runtime import CompiledGroup, RuntimeConfig
 from gateway.errors import StoreUnavailable
 from gateway.pipeline.token_limit import CURRENCY_MICROS, budget_check
 from gateway.stores import Stores
-from gateway.stores.rate_limits import Check, RateLimitStore, limit_check
+from gateway.stores.rate_limits import (
+    Check,
+    RateLimitStore,
+    limit_check,
+    tenant_scope,
+    token_scope,
+)
 from gateway.upstream_health import TargetHealth
 
 
@@ -60,8 +66,8 @@ async def _left(store: RateLimitStore, checks: list[Check], scale: int = 1
 
 
 async def _usage(tenant: str, limits: EffectiveLimits, stores: Stores) -> dict[str, Any]:
-    rate = [limit_check(i, f"t/{tenant}") for i in limits.rate]
-    tokens = [limit_check(i, f"k/{tenant}") for i in limits.tokens]
+    rate = [limit_check(i, tenant_scope(tenant)) for i in limits.rate]
+    tokens = [limit_check(i, token_scope(tenant)) for i in limits.tokens]
     budget = [budget_check(i, tenant) for i in limits.budget]
     usage: dict[str, Any] = {
         "rate": await _left(stores.rate_limits, rate),

@@ -32,7 +32,14 @@ from gateway.errors import RateLimited, StoreUnavailable
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
 from gateway.stores import Stores
-from gateway.stores.rate_limits import MICROS, Charge, Check, RateLimitStore, limit_check
+from gateway.stores.rate_limits import (
+    MICROS,
+    Charge,
+    Check,
+    RateLimitStore,
+    limit_check,
+    token_scope,
+)
 
 TOO_MANY_TOKENS = "token limit of {limit} exceeded"
 OVER_BUDGET = "budget of {limit} (currency units) exceeded"
@@ -46,7 +53,9 @@ def _seconds(micros: int) -> int:
 def budget_check(item: RateLimitItem, tenant: str) -> Check:
     """A budget limit in millionths of a currency unit, so a call's spend is exact."""
     amount, seconds = item.amount, item.get_expiry()
-    return Check(amount * CURRENCY_MICROS, seconds * MICROS, f"b/{tenant}/{amount}/{seconds}")
+    # {tenant}: the hash tag every key of a tenant's charge shares (rate_limits.py).
+    return Check(amount * CURRENCY_MICROS, seconds * MICROS,
+                 f"b/{{{tenant}}}/{amount}/{seconds}")
 
 
 class TokenLimitPolicy(Policy):
@@ -75,7 +84,7 @@ class TokenLimitPolicy(Policy):
         plan = self._plans.get((tenant, ctx.route.name))
         if plan is None or plan[0] is not limits:
             plan = self._plans[(tenant, ctx.route.name)] = (
-                limits, tuple(limit_check(i, f"k/{tenant}") for i in limits.tokens),
+                limits, tuple(limit_check(i, token_scope(tenant)) for i in limits.tokens),
                 tuple(budget_check(i, tenant) for i in limits.budget))
         _, tokens, budget = plan
         price = max(call.model.prompt_price, call.model.completion_price)

@@ -42,6 +42,11 @@ def route_scope(tenant: str, route: str) -> str:
     return f"r/{{{tenant}}}/{route}"
 
 
+def token_scope(tenant: str) -> str:
+    """The scope of a tenant's LLM token limits (same hash tag)."""
+    return f"k/{{{tenant}}}"
+
+
 def limit_check(item: RateLimitItem, scope: str) -> Check:
     """The check of `item` under `scope` (`tenant_scope` or `route_scope`: a scope of
     one charge must hold the same hash tag, or a Redis Cluster refuses it)."""
