@@ -3,8 +3,17 @@
     python bench/compare_clients.py [--requests 20000] [--concurrency 64]
 
 Sends the same small POST (the headers the gateway forwards) to a fast fake upstream
-from one process pinned to one core, with httpx, aiohttp and pyreqwest, and prints
-requests/s and CPU microseconds per request (process CPU, so client threads count).
+from one process pinned to one core, with httpx, aiohttp, pyreqwest, pyqwest and rnet (the
+last three Rust reqwest/hyper underneath), and prints requests/s and CPU microseconds per
+request (process CPU, so client threads count). `--rounds N` repeats the clients in
+alternating order, since one round on a shared machine says little.
+
+Instructions per request, which a loaded machine does not move: run one client under
+callgrind at two sizes without warm-up and divide the difference (the upstream is a
+child process, not counted):
+
+    valgrind --tool=callgrind python bench/compare_clients.py \
+        --clients wreq --warmup 0 --requests 500      # then --requests 2500
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ from datetime import timedelta
 
 import aiohttp
 import httpx
+import pyqwest
+import rnet
 import uvloop
+import wreq
 from harness import fake_upstream, stop
 from pyreqwest.client import ClientBuilder
 
@@ -27,6 +39,9 @@ HEADERS = [("content-type", "application/json"), ("x-request-id", "abc"),
            ("traceparent", "00-" + "a" * 32 + "-" + "b" * 16 + "-01")]
 
 
+WARMUP = 2000
+
+
 async def measure(name: str, one: Callable[[], Awaitable[int]], n: int, c: int) -> None:
     sem = asyncio.Semaphore(c)
 
@@ -34,7 +49,7 @@ async def measure(name: str, one: Callable[[], Awaitable[int]], n: int, c: int) 
         async with sem:
             assert await one() == 200
 
-    await asyncio.gather(*(worker() for _ in range(min(n, 2000))))  # warm the pool
+    await asyncio.gather(*(worker() for _ in range(min(n, WARMUP))))  # warm the pool
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(n)))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -71,16 +86,63 @@ async def with_pyreqwest(url: str, n: int, c: int) -> None:
         await measure("pyreqwest", one, n, c)
 
 
+async def with_pyqwest(url: str, n: int, c: int) -> None:
+    transport = pyqwest.HTTPTransport(connect_timeout=1, follow_redirects=False,
+                                      enable_gzip=False, enable_brotli=False,
+                                      enable_zstd=False, enable_otel=False)
+    client = pyqwest.Client(transport)
+
+    async def one() -> int:
+        async with client.stream("POST", url, HEADERS, BODY) as r:
+            async for _ in r.content:
+                pass
+            return r.status
+    await measure("pyqwest", one, n, c)
+    await transport.aclose()
+
+
+async def with_rnet(url: str, n: int, c: int) -> None:
+    client = rnet.Client(allow_redirects=False, gzip=False, brotli=False, zstd=False,
+                         deflate=False)
+
+    async def one() -> int:
+        r = await client.post(url, headers=dict(HEADERS), body=BODY)
+        await r.bytes()
+        return int(r.status)
+    await measure("rnet", one, n, c)
+
+
+async def with_wreq(url: str, n: int, c: int) -> None:
+    client = wreq.Client()
+
+    async def one() -> int:
+        r = await client.post(url, headers=dict(HEADERS), body=BODY)
+        await r.bytes()
+        return r.status.as_int()
+    await measure("wreq", one, n, c)
+
+
+CLIENTS = {"httpx": with_httpx, "aiohttp": with_aiohttp, "pyreqwest": with_pyreqwest,
+           "pyqwest": with_pyqwest, "rnet": with_rnet, "wreq": with_wreq}
+
+
 def main() -> None:
+    global WARMUP
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="requests before timing")
     args = parser.parse_args()
+    WARMUP = args.warmup
+    runs = [CLIENTS[name] for name in args.clients.split(",")]
     proc, port = fake_upstream()
     url = f"http://127.0.0.1:{port}/predict"
     try:
-        for run in (with_httpx, with_aiohttp, with_pyreqwest):
-            uvloop.run(run(url, args.requests, args.concurrency))
+        for i in range(args.rounds):
+            for run in (runs if i % 2 == 0 else runs[::-1]):
+                uvloop.run(run(url, args.requests, args.concurrency))
     finally:
         stop(proc)
 
