@@ -92,6 +92,9 @@ class RequestContext:
     body: bytes | None = None  # set when the route replays bodies (see CompiledRoute)
     trace_id: str = ""
     upstream_target: str = ""
+    # True while it waits on a coalesced leader's answer: like the upstream call, a wait
+    # the request may walk away from if its client leaves (gateway.disconnect).
+    awaiting_leader: bool = False
     cache_status: str = ""
     cache: CacheLookup | None = None
     rate_limit_remaining: int | None = None

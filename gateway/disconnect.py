@@ -52,8 +52,9 @@ class DisconnectWatch:
     """The requests being watched, one `DisconnectWatch` per proxy (per event loop).
 
     A task is only cancelled between `arm` and `disarm`, and only once its request has
-    reached the upstream call (`ctx.upstream_target` set): never inside a policy's step
-    before it (a Redis charge cut short would leave its slot to nobody until it expires).
+    reached the upstream call (`ctx.upstream_target` set) or waits on a coalesced
+    leader's answer (`ctx.awaiting_leader`): never inside a policy's step before that
+    (a Redis charge cut short would leave its slot to nobody until it expires).
     A request whose client left earlier is cancelled when it gets there.
     """
 
@@ -109,7 +110,7 @@ class DisconnectWatch:
     def _sweep(self) -> None:
         self._timer = None
         gone = [receive for receive, (_, cycle, ctx) in self._cycles.items()
-                if cycle.disconnected and ctx.upstream_target]
+                if cycle.disconnected and (ctx.upstream_target or ctx.awaiting_leader)]
         for receive in gone:
             self._cancel(self._cycles.pop(receive)[0])
         if self._gone:  # a cancellation some step swallowed is never absorbed

@@ -81,10 +81,13 @@ class CachePolicy(Policy):
             answer = leader.result()
         else:
             budget = ctx.route.total_timeout * (1 + ctx.route.retry.attempts) + 1.0
+            ctx.awaiting_leader = True  # a client that leaves now is let go at once
             try:
                 answer = await asyncio.wait_for(asyncio.shield(leader), budget)
             except TimeoutError:
                 answer = None
+            finally:
+                ctx.awaiting_leader = False
         if answer is None:  # the leader failed or its answer may not be shared: go alone
             return self._status(ctx, MISS)
         self._status(ctx, HIT)
