@@ -133,11 +133,15 @@ def with_target_headers(headers: list[tuple[str, str]], target: CompiledTarget
     return out
 
 
-def answer_headers(raw: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers the client may see, as ASGI wants them."""
+HeaderBytes = bytes | memoryview
+
+
+def answer_headers(raw: Iterable[tuple[HeaderBytes, HeaderBytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers the client may see, as ASGI wants them. Names
+    come lower-cased from the HTTP client (as HTTP/2 has them); bytes pass through."""
     out = []
     for k, v in raw:
-        name = k.lower().encode("latin-1")
+        name = bytes(k).lower()
         if name not in _RESPONSE_DROP:
-            out.append((name, v.encode("latin-1")))
+            out.append((name, bytes(v)))
     return out

@@ -1,6 +1,7 @@
 """Clients that give up: real `gateway serve` processes, a slow real upstream, clients
 with a short timeout. The abandoned requests must free their in-flight slots at once,
-on every replica (memory and Redis), be logged as 499 and counted, without error logs."""
+on every replica (memory and Redis), abort their upstream calls (the backend sees the
+connections close), be logged as 499 and counted, without error logs."""
 
 from __future__ import annotations
 
@@ -146,6 +147,13 @@ def test_clients_that_give_up_free_their_slots_at_once(tmp_path, slow_upstream, 
         time.sleep(max(0.0, gave_up + 0.1 - time.monotonic()))
         answer = httpx.get(second.url + "/api/fast", headers=h, timeout=5)
         assert answer.status_code == 200, answer.text  # within 100 ms: slots are free
+        # The abandoned upstream calls are aborted, not left running: the backend sees
+        # each of its CAP connections close long before it would have answered.
+        deadline = gave_up + 1.0
+        while slow_upstream.closed_early.count("/slow") < CAP:
+            assert time.monotonic() < deadline, (
+                f"{slow_upstream.closed_early.count('/slow')} of {CAP} upstream calls aborted")
+            time.sleep(0.02)
         # The cap still holds: CAP slow requests in flight refuse one more.
         async def fill() -> list[int]:
             async with httpx.AsyncClient(timeout=SLOW + 5) as client:
@@ -182,5 +190,52 @@ def test_a_client_leaving_a_stream_closes_the_upstream(tmp_path, slow_upstream):
         while "/sse" not in slow_upstream.closed_early:
             assert time.monotonic() < deadline, "the upstream connection stayed open"
             time.sleep(0.02)
+    finally:
+        deployment.stop()
+
+
+def test_requests_waiting_on_a_coalesced_leader_let_go_when_their_clients_leave(
+        tmp_path, slow_upstream):
+    """Followers of a coalesced miss whose clients give up free their slots at once,
+    while the leader's own request goes on and is answered."""
+    deployment = Deployment(tmp_path, None).configure(
+        {"slow": {"targets": [{"url": slow_upstream.url}]}},
+        [{"name": "api", "match": {"prefix": "/api"}, "upstream": "slow", "rewrite": "/",
+          "timeout": {"total": 30}, "cache": {"ttl": 60}}],
+        {"capped": {"max_in_flight": CAP}}, {"acme": {"tier": "capped"}})
+    try:
+        gateway = deployment.replica(GATEWAY_LOG_FORMAT="json", GATEWAY_LOG_LEVEL="info")
+        h = deployment.as_tenant("acme")
+
+        async def scenario() -> tuple[list[int], int]:
+            async with httpx.AsyncClient(timeout=SLOW + 5) as patient:
+                leader = asyncio.ensure_future(patient.get(gateway.url + "/api/slow", headers=h))
+                await asyncio.sleep(0.3)  # the leader is on its way upstream
+
+                async def follower() -> None:
+                    async with httpx.AsyncClient(timeout=GIVE_UP) as client:
+                        with contextlib.suppress(httpx.TimeoutException):
+                            await client.get(gateway.url + "/api/slow", headers=h)
+                            raise AssertionError("the slow upstream answered in time")
+
+                await asyncio.gather(*(follower() for _ in range(CAP - 1)))
+                await asyncio.sleep(0.1)
+                # The followers' CAP - 1 slots are free again: as many fast calls pass.
+                fast = await asyncio.gather(*(
+                    patient.get(gateway.url + f"/api/fast-{i}", headers=h)
+                    for i in range(CAP - 1)))
+                return [r.status_code for r in fast], (await leader).status_code
+
+        fast, led = asyncio.run(scenario())
+        assert fast == [200] * (CAP - 1)
+        assert led == 200
+        deadline = time.monotonic() + 2  # the leader's line follows its answer
+        while True:
+            statuses = [line.get("status") for line in access_lines(gateway)
+                        if line.get("path") == "/api/slow"]
+            if len(statuses) == CAP or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sorted(statuses, key=str) == [200] + [499] * (CAP - 1), statuses
     finally:
         deployment.stop()
