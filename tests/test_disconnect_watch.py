@@ -51,7 +51,8 @@ def test_a_disconnect_cancels_the_request_which_cleans_up(server):
         watch = DisconnectWatch(interval=0.01)
         cycle, gone, armed = Cycle(), asyncio.Event(), asyncio.Event()
         receive = cycle.receive if server == "uvicorn" else plain_receive(gone)
-        ctx = SimpleNamespace(upstream_target="http://upstream")  # waiting on it
+        ctx = SimpleNamespace(upstream_target="http://upstream",  # waiting on it
+                              awaiting_leader=False)
         request = asyncio.create_task(_request(watch, receive, armed, ctx))
         await armed.wait()
         await asyncio.sleep(0.05)
@@ -69,7 +70,7 @@ def test_nothing_is_cancelled_once_disarmed_or_for_another_reason():
         watch = DisconnectWatch(interval=0.01)
         cycle = Cycle()
         task = asyncio.create_task(asyncio.sleep(1))
-        watch.arm(cycle.receive, SimpleNamespace(upstream_target="u"), task)  # type: ignore[arg-type]
+        watch.arm(cycle.receive, SimpleNamespace(upstream_target="u", awaiting_leader=False), task)  # type: ignore[arg-type]
         watch.disarm(cycle.receive)
         cycle.disconnected = True
         await asyncio.sleep(0.05)
@@ -80,18 +81,22 @@ def test_nothing_is_cancelled_once_disarmed_or_for_another_reason():
     asyncio.run(go())
 
 
-def test_a_request_is_only_cancelled_once_it_waits_on_the_upstream():
+@pytest.mark.parametrize("waits_on", ["upstream", "leader"])
+def test_a_request_is_only_cancelled_once_it_waits_on_the_upstream(waits_on):
     """Never inside a policy's step: a charge cut short would leave its slot behind."""
     async def go() -> None:
         watch = DisconnectWatch(interval=0.01)
         cycle, armed = Cycle(), asyncio.Event()
-        ctx = SimpleNamespace(upstream_target="")  # still in the policies
+        ctx = SimpleNamespace(upstream_target="", awaiting_leader=False)  # still in the policies
         request = asyncio.create_task(_request(watch, cycle.receive, armed, ctx))
         await armed.wait()
         cycle.disconnected = True
         await asyncio.sleep(0.05)
         assert not request.done()
-        ctx.upstream_target = "http://upstream"
+        if waits_on == "upstream":
+            ctx.upstream_target = "http://upstream"
+        else:  # a coalesced leader's answer
+            ctx.awaiting_leader = True
         assert await asyncio.wait_for(request, 1) == "client gone"
 
     asyncio.run(go())
