@@ -121,9 +121,11 @@ async def drive(url: str, keys: dict[str, str], seconds: float, rate: float, pid
                 next_sample += 1.0
             await asyncio.sleep(0.005)
         await asyncio.gather(*pending)
-    after = [kib for t, kib in samples if t >= seconds * warmup]
+        elapsed = time.monotonic() - start
+    after = [kib for t, kib in samples if t >= seconds * warmup] or [samples[-1][1]]
     base, end = after[0], after[-1]
-    return {"sent": sent, "answers": dict(answers), "wrong": dict(wrong),
+    return {"sent": sent, "achieved_rate": round(sent / elapsed, 1),
+            "answers": dict(answers), "wrong": dict(wrong),
             "rss_warm_kib": base, "rss_end_kib": end, "rss_peak_kib": max(after),
             "growth": (end - base) / base}
 
