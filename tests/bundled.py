@@ -1,6 +1,7 @@
 """A real gateway process in front of the real bundled inference services.
 
-`BundledGateway` starts `python -m ml_services.sentiment` and `.classify` on free ports,
+`BundledGateway` starts `python -m ml_services.sentiment`, `.classify` and `.embed` on free
+ports,
 writes the shipped routes.yaml with their addresses (plus any extra upstreams and routes
 a test adds), policies with the tenants asked for, issues each tenant an API key and an
 OAuth2 client into the store the gateway opens, then runs `python -m gateway serve`.
@@ -52,10 +53,11 @@ class BundledGateway:
         assert self.gateway is not None
         return self.gateway.url
 
-    def _write_routes(self, sentiment: str, classify: str) -> Path:
+    def _write_routes(self, sentiment: str, classify: str, embed: str) -> Path:
         doc = yaml.safe_load(SHIPPED_ROUTES.read_text())
         doc["upstreams"]["sentiment"]["targets"] = [{"url": sentiment}]
         doc["upstreams"]["classify"]["targets"] = [{"url": classify}]
+        doc["upstreams"]["embed"]["targets"] = [{"url": embed}]
         doc["upstreams"].update(self.upstreams)
         doc["routes"] += self.routes
         path = self.workdir / "routes.yaml"
@@ -68,7 +70,8 @@ class BundledGateway:
             for tenant in self.tenants:
                 key, record = issue_key(tenant, name="bundled test")
                 await store.put_key(record)
-                scopes = ("sentiment", "classify", *self.tenants[tenant].get("scopes", ()))
+                scopes = ("sentiment", "classify", "embeddings", "intent",
+                          *self.tenants[tenant].get("scopes", ()))
                 secret, client = issue_client(tenant, tuple(dict.fromkeys(scopes)))
                 await store.put_client(client)
                 self.credentials[tenant] = Credentials(key, client.client_id, secret)
@@ -79,10 +82,11 @@ class BundledGateway:
     def start(self) -> BundledGateway:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.services = [ServiceProcess(m, self.workdir).start()
-                         for m in ("ml_services.sentiment", "ml_services.classify")]
+                         for m in ("ml_services.sentiment", "ml_services.classify",
+                                   "ml_services.embed")]
         for service in self.services:
             service.wait()
-        routes = self._write_routes(self.services[0].url, self.services[1].url)
+        routes = self._write_routes(*(service.url for service in self.services))
         tenants = {t: {k: v for k, v in spec.items() if k != "scopes"}
                    for t, spec in self.tenants.items()}
         write_policies(self.workdir / "policies", tenants, self.tiers or None)

@@ -57,22 +57,36 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_stops_the_bundled_services_too(tmp_path, signum):
     subprocess.run(_gateway("init"), cwd=tmp_path, check=True, capture_output=True)
-    port, sentiment, classify = free_port(), free_port(), free_port()
+    port, sentiment, classify, embed = free_port(), free_port(), free_port(), free_port()
     env = _env(tmp_path)
     with (tmp_path / "dev.log").open("wb") as log:
         proc = subprocess.Popen(
-            _gateway("dev", "--port", str(port), "--ml-ports", f"{sentiment},{classify}"),
+            _gateway("dev", "--port", str(port), "--ml-ports",
+                     f"{sentiment},{classify},{embed}"),
             cwd=tmp_path, env=env, stdout=log, stderr=log)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc)
         services = _children(proc.pid)
-        assert len(services) == 2
+        assert len(services) == 3
         # The shipped routes follow the ports given: a real call reaches the real model.
         key = subprocess.run(_gateway("keys", "create", "--tenant", "demo"), cwd=tmp_path,
                              env=env, check=True, capture_output=True, text=True).stdout
+        auth = {"Authorization": f"Bearer {key.strip()}"}
         r = httpx.post(f"http://127.0.0.1:{port}/v1/sentiment", json={"text": "I love it"},
-                       headers={"Authorization": f"Bearer {key.strip()}"}, timeout=10)
+                       headers=auth, timeout=10)
         assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "positive"
+        texts = ["A man is eating food.", "A man is eating a piece of bread.",
+                 "The girl is carrying a baby."]
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": texts},
+                       headers=auth, timeout=30)
+        assert r.status_code == 200, r.text
+        a, b, c = (d["embedding"] for d in r.json()["data"])
+        assert len(a) == 384
+        cosine = [sum(x * y for x, y in zip(a, other, strict=True)) for other in (b, c)]
+        assert cosine[0] > 0.7 > 0.0 > cosine[1]  # 0.755 and -0.105 measured
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/intent",
+                       json={"text": "I forgot my password"}, headers=auth, timeout=30)
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "account_access"
         proc.send_signal(signum)
         code = proc.wait(timeout=30)
     finally:
@@ -81,17 +95,18 @@ def test_a_stop_signal_stops_the_bundled_services_too(tmp_path, signum):
     assert code == (0 if signum == signal.SIGTERM else 130), (tmp_path / "dev.log").read_text()
     # Waited for, not left to die later: gone the moment `gateway dev` has exited.
     assert not [pid for pid in services if _alive(pid)]
-    assert port_free("127.0.0.1", sentiment) and port_free("127.0.0.1", classify)
+    assert all(port_free("127.0.0.1", p) for p in (sentiment, classify, embed))
 
 
 def test_a_busy_service_port_is_named_and_nothing_starts(tmp_path):
     subprocess.run(_gateway("init"), cwd=tmp_path, check=True, capture_output=True)
-    sentiment, classify, port = free_port(), free_port(), free_port()
+    sentiment, classify, embed, port = free_port(), free_port(), free_port(), free_port()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", sentiment))
         holder.listen()
         done = subprocess.run(
-            _gateway("dev", "--port", str(port), "--ml-ports", f"{sentiment},{classify}"),
+            _gateway("dev", "--port", str(port), "--ml-ports",
+                     f"{sentiment},{classify},{embed}"),
             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=30)
     assert done.returncode == 1, done.stderr
     assert f"port {sentiment} (bundled service ml_services.sentiment)" in done.stderr
@@ -107,7 +122,7 @@ def test_a_busy_gateway_port_is_named(tmp_path):
         holder.listen()
         done = subprocess.run(
             _gateway("dev", "--port", str(port), "--ml-ports",
-                     f"{free_port()},{free_port()}"),
+                     f"{free_port()},{free_port()},{free_port()}"),
             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert f"port {port} (the gateway" in done.stderr and "--port" in done.stderr

@@ -19,6 +19,7 @@ import pytest
 from ml_harness import LIMITS, free_port, serve_app
 
 from ml_services.classify import ClassifyRunner, ClassifySettings
+from ml_services.embed import EmbedRunner, EmbedSettings, shipped_intents
 from ml_services.sentiment import SentimentRunner, SentimentSettings
 from ml_services.server import create_app
 
@@ -36,6 +37,25 @@ def sentiment_url() -> Iterator[str]:
 def classify_url() -> Iterator[str]:
     settings = ClassifySettings(**LIMITS)  # type: ignore[arg-type]
     with serve_app(create_app(ClassifyRunner(settings), settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def embed_intents_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embed service's intents file: a copy of the shipped one (the reload test edits
+    it and puts it back)."""
+    path = tmp_path_factory.mktemp("intents") / "intents.yaml"
+    path.write_bytes(shipped_intents().read_bytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def embed_url(embed_intents_file: Path) -> Iterator[str]:
+    # Limits that admit the reference texts (one is truncated at 256 tokens).
+    limits = {**LIMITS, "max_texts": 16, "max_chars": 4000, "max_body_bytes": 65536}
+    settings = EmbedSettings(**limits, intents_file=embed_intents_file,  # type: ignore[arg-type]
+                             intents_reload_interval=0.05)
+    with serve_app(create_app(EmbedRunner(settings), settings)) as url:
         yield url
 
 

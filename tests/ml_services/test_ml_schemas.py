@@ -46,3 +46,27 @@ def test_bodies_the_request_schema_refuses_the_service_refuses(request, service,
     r = httpx.post(url + "/predict", json=body)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(("path", "part", "body"), [
+    ("/v1/embeddings", "embeddings", {"input": "How do I reset my password?", "user": None}),
+    ("/v1/embeddings", "embeddings", {"input": ["a", ""], "encoding_format": "base64"}),
+    ("/v1/intent", "intent", {"texts": ["I forgot my password", "nice weather"]}),
+])
+def test_embed_answers_match_the_published_schemas(embed_url, path, part, body) -> None:
+    assert validator("embed", f"{part}_request").is_valid(body)
+    r = httpx.post(embed_url + path, json=body)
+    assert r.status_code == 200, r.text
+    validator("embed", f"{part}_response").validate(r.json())
+    models = httpx.get(embed_url + "/v1/models").json()
+    validator("embed", "models_response").validate(models)
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"input": 1}, {"input": []}, {"input": [1, 2]}, {"input": "a", "x": 1},
+    {"input": "a", "dimensions": 10}, {"input": "a", "encoding_format": "hex"}, [],
+])
+def test_embedding_bodies_the_schema_refuses_the_service_refuses(embed_url, body) -> None:
+    assert not validator("embed", "embeddings_request").is_valid(body)
+    r = httpx.post(embed_url + "/v1/embeddings", json=body)
+    assert r.status_code == 422, r.text

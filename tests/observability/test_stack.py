@@ -16,7 +16,7 @@ from gateway.config import load_config
 from tests.observability.stack import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"gateway", "redis", "sentiment", "classify", "prometheus", "grafana"}
+SERVICES = {"gateway", "redis", "sentiment", "classify", "embed", "prometheus", "grafana"}
 
 
 def compose() -> dict[str, Any]:
@@ -43,11 +43,11 @@ def test_every_service_has_a_health_check_and_waits_for_what_it_needs() -> None:
     gateway = services["gateway"]
     assert {k: v["condition"] for k, v in gateway["depends_on"].items()} == {
         "redis": "service_healthy", "sentiment": "service_healthy",
-        "classify": "service_healthy"}
+        "classify": "service_healthy", "embed": "service_healthy"}
     assert gateway["environment"]["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
     assert "--workers" in gateway["command"]
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
-    for name in ("gateway", "sentiment", "classify"):  # one image, different commands
+    for name in ("gateway", "sentiment", "classify", "embed"):  # one image, different commands
         assert services[name]["build"] == "." and services[name]["image"] == "ai-gateway:local"
     assert (ROOT / "Dockerfile").is_file()
     # Published on loopback only.
@@ -71,7 +71,7 @@ def test_mounted_files_exist_and_fit_together() -> None:
         assert f"/etc/prometheus/{rules}" in mounts
     scraped = {job["job_name"]: job["static_configs"][0]["targets"][0]
                for job in config["scrape_configs"]}
-    for job in ("gateway", "sentiment", "classify"):
+    for job in ("gateway", "sentiment", "classify", "embed"):
         host, port = scraped[job].split(":")
         assert host == job and port in str(services[job]["command"]) + str(
             services[job].get("ports", ""))
@@ -100,7 +100,7 @@ def test_compose_routes_are_the_shipped_routes_on_service_names() -> None:
         assert route.spec.model_dump(exclude={"upstream"}) == \
             shipped.routes[name].spec.model_dump(exclude={"upstream"})
     hosts = {t.url for g in stack.groups.values() for t in g.targets}
-    assert hosts == {"http://sentiment:8101", "http://classify:8102"}
+    assert hosts == {"http://sentiment:8101", "http://classify:8102", "http://embed:8103"}
 
 
 

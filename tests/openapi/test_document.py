@@ -61,7 +61,7 @@ def test_auth_schemes_name_the_token_url_and_every_scope() -> None:
     assert schemes["apiKeyHeader"]["name"] == "X-API-Key"
     flow = schemes["oauth2"]["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == BASE + "/oauth/token"
-    assert set(flow["scopes"]) == {"sentiment", "classify"}
+    assert set(flow["scopes"]) == {"sentiment", "classify", "embeddings", "intent"}
 
 
 def test_problem_schema_and_every_contract_status_and_header() -> None:
