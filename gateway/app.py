@@ -42,6 +42,7 @@ from gateway.pipeline.llm import LlmPolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.pipeline.token_limit import TokenLimitPolicy
 from gateway.proxy import ProxyEndpoint
+from gateway.semantic import Embedder
 from gateway.settings import Settings
 from gateway.stores import Stores, open_stores
 from gateway.transport import WreqTransport
@@ -51,7 +52,8 @@ from gateway.upstream_health import TargetHealth
 log = structlog.get_logger("gateway")
 
 
-def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> list[Policy]:
+def build_policies(settings: Settings, stores: Stores, auth: AuthService,
+                   embedder: Embedder) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; an llm route's model checked before any limit is charged; rate
     limiting before the cache, so hits are counted too."""
@@ -61,7 +63,7 @@ def build_policies(settings: Settings, stores: Stores, auth: AuthService) -> lis
         LlmPolicy(),
         RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
         TokenLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
-        CachePolicy(stores, settings.cache_max_entry_bytes),
+        CachePolicy(stores, settings.cache_max_entry_bytes, embedder),
     ]
 
 
@@ -132,7 +134,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
     # No I/O yet: the transport's pooled clients are made on first use.
     upstream = UpstreamClient(health, WreqTransport(settings.upstream_pool_size),
                               shadow_max_in_flight=settings.shadow_max_in_flight)
-    proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth), upstream)
+    embedder = Embedder()  # the semantic cache's client of the embeddings service
+    proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth, embedder), upstream)
     metrics = GatewayMetrics(enabled=settings.metrics, sources=StateSources(
         holder, health, stores.breaker, upstream,
         ping=stores.redis.ping if stores.redis is not None else None))
@@ -181,6 +184,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
                 await auth.close()
                 await upstream.close()
                 await http_control.aclose()
+                await embedder.aclose()
                 await stores.aclose()
             finally:
                 metrics.fold()  # the last second's observations, before its gauges go

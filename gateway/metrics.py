@@ -67,7 +67,7 @@ UNKNOWN = "unknown"      # tenant label of anyone not in policies/tenants.yaml
 UNMATCHED = "unmatched"  # route label of requests no route matched (404, 405)
 CONTROL = "control"      # route label of the gateway's own (reserved) paths
 CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
-CACHE_RESULTS = frozenset({"HIT", "MISS", "BYPASS"})
+CACHE_RESULTS = frozenset({"HIT", "HIT-SEMANTIC", "MISS", "BYPASS"})
 REFRESH_INTERVAL = 1.0  # seconds between state-gauge refreshes
 _METHODS = frozenset(HTTP_METHODS)
 # `*_created` timestamps would double the series count for no dashboard's benefit.

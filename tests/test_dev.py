@@ -65,7 +65,7 @@ def test_a_stop_signal_stops_the_bundled_services_too(tmp_path, signum):
                      f"{sentiment},{classify},{embed}"),
             cwd=tmp_path, env=env, stdout=log, stderr=log)
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc)
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180, proc=proc)
         services = _children(proc.pid)
         assert len(services) == 3
         # The shipped routes follow the ports given: a real call reaches the real model.

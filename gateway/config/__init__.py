@@ -64,6 +64,9 @@ def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[Con
         refs += [(("routes", i, "fallbacks", j), n) for j, n in enumerate(route.fallbacks)]
         if route.shadow:
             refs.append((("routes", i, "shadow", "upstream"), route.shadow.upstream))
+        if route.cache is not None and route.cache.semantic is not None:
+            refs.append((("routes", i, "cache", "semantic", "upstream"),
+                         route.cache.semantic.upstream))
         for loc, name in refs:
             if name not in doc.upstreams:
                 problems.append(field_error(path, lines, loc,

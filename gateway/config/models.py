@@ -190,6 +190,16 @@ class Shadow(Model):
     percent: float = Field(100.0, ge=0, le=100)
 
 
+class SemanticCache(Model):
+    """Answers for similar requests, not only equal ones (docs/cache.md, "Semantic")."""
+
+    threshold: float = Field(0.92, gt=0, le=1)  # cosine similarity at least this
+    field: str = Field("text", min_length=1)  # the top-level JSON member embedded
+    upstream: Name = "embed"  # the group whose /v1/embeddings computes the vectors
+    timeout: Seconds = 2.0  # for the embedding call; slower is a plain miss
+    max_entries: int = Field(256, ge=1, le=100_000)  # per tenant, route and rest-of-body
+
+
 class Cache(Model):
     """Response caching for a route (enforced by the cache policy)."""
 
@@ -197,6 +207,7 @@ class Cache(Model):
     ttl: Seconds = 60.0
     shared: bool = False
     vary: list[str] = []
+    semantic: SemanticCache | None = None
 
 
 class RouteApi(Model):

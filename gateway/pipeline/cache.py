@@ -8,6 +8,12 @@
                  requests, then store it; identical misses arriving until the write has
                  landed take it too. An unstorable one releases them to go upstream.
 
+Semantic routes (`cache.semantic`): after an exact miss, the request's text is embedded
+by the embeddings service and the most similar stored answer of the same tenant, route
+and rest-of-body is a HIT-SEMANTIC if its cosine similarity reaches the threshold
+(X-Cache-Similarity says how near); a stored answer is indexed by its request's vector.
+An embeddings service that is down or slow makes the lookup an exact-only MISS.
+
 Coalescing is per process (a dict of futures keyed by cache key): across N replicas, up
 to N identical misses reach the upstream, one per replica, then all hit the shared
 entry. A store outage makes every request a BYPASS; the cache never fails a request.
@@ -26,10 +32,11 @@ from gateway.context import CacheLookup, RequestContext
 from gateway.errors import StoreUnavailable
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
+from gateway.semantic import Embedder, semantic_parts
 from gateway.stores import Stores
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD", "POST"})
-HIT, MISS, BYPASS = b"HIT", b"MISS", b"BYPASS"
+HIT, MISS, BYPASS, HIT_SEMANTIC = b"HIT", b"MISS", b"BYPASS", b"HIT-SEMANTIC"
 
 
 class CachePolicy(Policy):
@@ -37,8 +44,10 @@ class CachePolicy(Policy):
 
     name = "cache"
 
-    def __init__(self, stores: Stores, max_entry_bytes: int):
+    def __init__(self, stores: Stores, max_entry_bytes: int, embedder: Embedder | None = None):
         self.store = stores.cache  # raises only StoreUnavailable (a GuardedStore on Redis)
+        self.vectors = stores.vectors
+        self.embedder = embedder or Embedder()
         self.max_entry_bytes = max_entry_bytes
         self.flights: dict[str, asyncio.Future[CachedAnswer | None]] = {}
 
@@ -68,7 +77,40 @@ class CachePolicy(Policy):
         if entry is not None:
             self._status(ctx, HIT)
             return entry.to_response()
+        if spec.semantic is not None:
+            near = await self._semantic(ctx, lookup, scope, vary)
+            if near is not None:
+                return near
         return await self._coalesce(ctx, lookup)
+
+    async def _semantic(self, ctx: RequestContext, lookup: CacheLookup, scope: str,
+                        vary: list[tuple[str, bytes | None]]) -> ProxyResponse | None:
+        """The stored answer of the nearest similar request, or None (then: a miss)."""
+        semantic = ctx.route.spec.cache.semantic  # type: ignore[union-attr]
+        assert semantic is not None
+        parts = semantic_parts(ctx.body or b"", semantic.field)
+        group = ctx.config.groups.get(semantic.upstream)
+        if parts is None or group is None or not group.targets:
+            return None
+        text, rest = parts
+        vector = await self.embedder.embed(group.targets[0].url, text, semantic.timeout)
+        if vector is None:
+            return None
+        partition = cache_key(scope, ctx.route.name, ctx.method, ctx.path, ctx.query, vary,
+                              "semantic:" + rest)
+        lookup.vector, lookup.partition = vector, partition
+        try:
+            found = await self.vectors.search(partition, vector)
+            if found is None or found[0] < semantic.threshold:
+                return None
+            entry = await self.store.get(found[1])
+        except StoreUnavailable:
+            return None
+        if entry is None:
+            return None
+        self._status(ctx, HIT_SEMANTIC)
+        ctx.response_headers.append((b"x-cache-similarity", f"{found[0]:.4f}".encode()))
+        return entry.to_response()
 
     async def _coalesce(self, ctx: RequestContext, lookup: CacheLookup) -> ProxyResponse | None:
         leader = self.flights.get(lookup.key)
@@ -113,6 +155,10 @@ class CachePolicy(Policy):
             # A store outage only costs the next request a miss.
             with contextlib.suppress(StoreUnavailable):
                 await self.store.set(lookup.key, answer, ttl)
+                semantic = ctx.route.spec.cache.semantic if ctx.route.spec.cache else None
+                if lookup.vector is not None and semantic is not None:
+                    await self.vectors.add(lookup.partition, lookup.vector, lookup.key, ttl,
+                                           semantic.max_entries)
         finally:
             await self._land(lookup, answer)
 

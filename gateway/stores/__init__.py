@@ -33,6 +33,7 @@ from gateway.stores.redis_cluster import MuxCluster
 from gateway.stores.redis_ha import RedisClient, redis_py_client, sentinel_locator
 from gateway.stores.redis_mux import MuxRedis
 from gateway.stores.redis_url import redis_target
+from gateway.stores.vectors import MemoryVectorIndex, RedisVectorIndex, VectorIndex
 
 if TYPE_CHECKING:
     from gateway.cache_entry import CachedAnswer
@@ -112,6 +113,7 @@ class Stores:
     slot_ttl: float
     # LLM token and budget limits: always gcra, reserved then settled (docs/llm.md).
     tokens: RateLimitStore | None = None
+    vectors: VectorIndex = field(default_factory=lambda: MemoryVectorIndex())
     mux: StoreRedis | None = None  # the stores' own calls
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
@@ -163,6 +165,7 @@ def open_stores(settings: Settings) -> Stores:
         kind="redis",
         rate_limits=RedisRateLimitStore(mux, breaker, strategy, settings.inflight_slot_ttl),
         cache=RedisCacheStore(mux, breaker),
+        vectors=RedisVectorIndex(mux, breaker),
         breaker=breaker,
         redis=connect_redis(settings.redis_url, settings.store_timeout),
         slot_ttl=settings.inflight_slot_ttl,
