@@ -126,6 +126,19 @@ INFERENCE_SERVICES = [
          f"{_rate('ml_batch_size_texts_count', '', 'job, task')}", "mean {{job}} {{task}}"),
         (_quantile(0.99, "ml_batch_size_texts", "job, task"), "p99 {{job}} {{task}}"),
     ], "short", description="Texts per model call: micro-batching at work."),
+    # Canary comparison: every ml_* series split by the version its instance serves
+    # (ml_model_info, joined on instance and task).
+    Panel("Texts/s by model version", [(
+        f"sum by (task, name, version) (rate(ml_texts_processed_total[{W}]) "
+        f"* on (instance, task) group_left (name, version) ml_model_info)",
+        "{{task}} {{name}} {{version}}")], "short",
+        description="A canary (a second instance with another version) beside the stable one."),
+    Panel("Inference p99 by model version", [(
+        f"histogram_quantile(0.99, sum by (task, version, le) "
+        f"(rate(ml_inference_seconds_bucket[{W}]) "
+        f"* on (instance, task) group_left (version) ml_model_info))",
+        "p99 {{task}} {{version}}")], "s",
+        description="One model call, by the version that served it."),
 ]
 
 

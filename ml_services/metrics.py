@@ -6,7 +6,7 @@ run several apps in one process without metric-name clashes.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ml_services.batching import CallObserver
@@ -39,6 +39,10 @@ class ServiceMetrics:
                                 registry=r)
         self.errors = Counter("ml_errors", "Answers with an error status.", ["status"],
                               registry=r)
+        # ml_model_info{task, name, version, artefact_sha256, ...} 1: joined on (instance,
+        # task) to split any ml_* series by model version (canary panels, alerts).
+        self.model_info = Info("ml_model", "The model serving each task.", ["task"],
+                               registry=r)
 
     def call_observer(self, task: str) -> CallObserver:
         """A `MicroBatcher` callback recording each model call of `task`."""

@@ -16,6 +16,7 @@ import numpy as np
 import sklearn  # type: ignore[import-untyped]
 
 from ml_services.calibrated_linear import FloatArray, fast_positive_proba
+from ml_services.model_card import artefact_card
 
 MODEL_NAME = "profanity-check"
 
@@ -38,6 +39,10 @@ class ProfanityModeration:
         self.name = MODEL_NAME
         self.version = version or package_version("alt-profanity-check")
         self._proba = self._choose_scorer(model)
+        self.card = artefact_card(
+            "alt-profanity-check", "profanity_check/data/model.joblib",
+            "linear SVM over TF-IDF; its README: trained on ~200k human-labelled "
+            "clean and profane texts")
 
     def _choose_scorer(self, model: Any) -> Callable[[Any], FloatArray]:
         def stock(x: Any) -> FloatArray:

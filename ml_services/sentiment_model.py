@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import version as package_version
 from typing import Any
 
+from ml_services.model_card import artefact_card
 from ml_services.vader_fast import FastVader
 
 MODEL_NAME = "vader"
@@ -31,6 +32,10 @@ class VaderSentiment:
         self._neg = negative_threshold
         self.name = MODEL_NAME
         self.version = version or package_version("vaderSentiment")
+        self.card = artefact_card(
+            "vaderSentiment", "vader_lexicon.txt",
+            "a lexicon of ~7,500 tokens rated by 10 human raters each (Hutto & Gilbert, "
+            "ICWSM 2014); rules, no training")
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         scores = self._analyzer.polarity_scores

@@ -35,6 +35,8 @@ from ml_services.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 _JSON = "application/json"
+# Model-card fields copied into ml_model_info (short, stable strings only).
+_INFO_FIELDS = ("precision", "artefact_sha256", "source")
 _HTTP_PROBLEMS = {
     404: ("not-found", "Not Found"),
     405: ("method-not-allowed", "Method Not Allowed"),
@@ -76,6 +78,11 @@ class ServiceHandle:
                 model, batcher, orjson.dumps({"name": model.name, "version": version}),
                 f"{model.name}/{version}",
             )
+            card = getattr(model, "card", None) or {}
+            self.metrics.model_info.labels(name).info({
+                "name": model.name, "version": version,
+                **{k: str(card[k]) for k in _INFO_FIELDS if k in card},
+            })
 
     async def stop(self) -> None:
         for task in self.tasks.values():

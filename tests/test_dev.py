@@ -87,6 +87,9 @@ def test_a_stop_signal_stops_the_bundled_services_too(tmp_path, signum):
         r = httpx.post(f"http://127.0.0.1:{port}/v1/intent",
                        json={"text": "I forgot my password"}, headers=auth, timeout=30)
         assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "account_access"
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/ml/models", headers=auth, timeout=10)
+        assert r.status_code == 200
+        assert {m["id"] for m in r.json()["data"]} == {"all-MiniLM-L6-v2", "minilm-intent"}
         proc.send_signal(signum)
         code = proc.wait(timeout=30)
     finally:

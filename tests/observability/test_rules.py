@@ -23,7 +23,8 @@ GATEWAY_PANELS = [
     "Config reload failures", "LLM tokens/s by model", "LLM spend by tenant (per hour)",
     "LLM budget burn rate",
 ]
-INFERENCE_PANELS = ["Texts/s", "Inference latency", "Batch size"]
+INFERENCE_PANELS = ["Texts/s", "Inference latency", "Batch size", "Texts/s by model version",
+                    "Inference p99 by model version"]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +72,8 @@ def test_every_metric_named_in_panels_and_rules_exists() -> None:
     for registry in (GatewayMetrics().registry, ServiceMetrics().registry):
         for family in registry.collect():
             suffixes = {"counter": ["_total"], "gauge": [""],
-                        "histogram": ["_bucket", "_sum", "_count"]}[family.type]
+                        "histogram": ["_bucket", "_sum", "_count"],
+                        "info": ["_info"]}[family.type]
             known |= {family.name + suffix for suffix in suffixes}
     known |= {"up"}
     recorded = {name.split("/", 1)[1] for name, _, _ in rule_exprs()
