@@ -39,7 +39,7 @@ import httpx
 from gateway.config import load_config
 from gateway.settings import Settings
 
-ML_MODULES = ("vaderSentiment", "profanity_check", "sklearn", "numpy", "scipy",
+ML_MODULES = ("vaderSentiment", "profanity_check", "sklearn", "scipy",  # numpy: a core dependency
               "onnxruntime", "onnx", "tokenizers")
 # The embedding model's weights: a package installed apart, without its dependencies
 # (it declares sentence-transformers, i.e. torch, which the service does not use).

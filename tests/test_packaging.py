@@ -83,4 +83,4 @@ def test_the_installed_wheel_inits_and_checks_an_empty_directory(dist, tmp_path)
     assert made.returncode == 0, made.stderr
     checked = subprocess.run([gateway, "check"], cwd=empty, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("ok: 2 routes")
+    assert checked.stdout.startswith("ok: 5 routes")

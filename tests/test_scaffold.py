@@ -29,7 +29,7 @@ def test_an_empty_directory_is_told_to_run_init_then_init_makes_it_work(tmp_path
     assert "gateway check" in made.stderr
     checked = _gateway(tmp_path, "check")
     assert checked.returncode == 0, checked.stderr
-    assert "2 routes" in checked.stdout and "tenants.yaml" in checked.stdout
+    assert "5 routes" in checked.stdout and "tenants.yaml" in checked.stdout
 
 
 def test_init_into_a_directory_keeps_existing_files_unless_forced(tmp_path):
