@@ -121,9 +121,9 @@ def test_the_configmaps_hold_the_shipped_config_and_it_loads(rendered, tmp_path:
         (tmp_path / "policies" / name).write_text(text)
     (tmp_path / "routes.yaml").write_text(routes)
     config = load_config(tmp_path / "routes.yaml", tmp_path / "policies")
-    assert {"sentiment", "classify"} <= set(config.groups)
+    assert {"sentiment", "classify", "embed"} <= set(config.groups)
     services = by_kind(rendered, "Service")
-    for group in ("sentiment", "classify"):  # the routes reach the in-cluster Services
+    for group in ("sentiment", "classify", "embed"):  # the routes reach the in-cluster Services
         port = services[group]["spec"]["ports"][0]["port"]
         assert f"http://{group}:{port}" in routes
 
