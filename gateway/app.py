@@ -28,6 +28,10 @@ from gateway.drain import SHUTTING_DOWN, Drain
 from gateway.endpoints import Endpoint, GatewayDispatch
 from gateway.errors import ServiceUnavailable, send_problem
 from gateway.health import Readiness, ReadinessCheck, healthz
+from gateway.jobs.api import JobsApi
+from gateway.jobs.records import JOBS_PATH
+from gateway.jobs.service import JobService
+from gateway.jobs.submit import AsyncJobPolicy
 from gateway.logging import flush_logs
 from gateway.metrics import GatewayMetrics, StateSources
 from gateway.metrics_multiproc import forget_dead_workers, worker_exiting
@@ -39,6 +43,7 @@ from gateway.pipeline.authenticate import AuthenticatePolicy
 from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
 from gateway.pipeline.llm import LlmPolicy
+from gateway.pipeline.idempotency import IdempotencyPolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.pipeline.token_limit import TokenLimitPolicy
 from gateway.proxy import ProxyEndpoint
@@ -56,13 +61,18 @@ def build_policies(settings: Settings, stores: Stores, auth: AuthService,
                    embedder: Embedder) -> list[Policy]:
     """The request pipeline, in order. Authentication first: nothing below it runs for
     an unknown caller; an llm route's model checked before any limit is charged; rate
-    limiting before the cache, so hits are counted too."""
+    limiting before the rest, so replays, jobs and cache hits are counted too;
+    Idempotency-Key before the job submission, which makes the key's claim with the job;
+    jobs before the cache, which an asynchronous request never touches."""
+    fail_closed = settings.store_fail_mode == "closed"
     return [
         AuthenticatePolicy(auth),
         AuthorizePolicy(),
         LlmPolicy(),
-        RateLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
-        TokenLimitPolicy(stores, fail_closed=settings.store_fail_mode == "closed"),
+        RateLimitPolicy(stores, fail_closed=fail_closed),
+        TokenLimitPolicy(stores, fail_closed=fail_closed),
+        IdempotencyPolicy(stores, settings.idempotency_ttl, fail_closed=fail_closed),
+        AsyncJobPolicy(stores, settings.jobs_max_queued),
         CachePolicy(stores, settings.cache_max_entry_bytes, embedder),
     ]
 
@@ -84,13 +94,14 @@ class GatewayApp:
     def __init__(self, *, stack: ASGIApp, lifespan: Lifespan[Any], settings: Settings,
                  holder: ConfigHolder, reloader: ConfigReloader, target_health: TargetHealth,
                  metrics: GatewayMetrics, stores: Stores, auth: AuthService,
-                 upstream: UpstreamClient, drain: Drain):
+                 upstream: UpstreamClient, drain: Drain, jobs: JobService | None):
         self.stack = stack
         self.drain = drain
         self._lifespan = Router(lifespan=lifespan)
         self.settings, self.holder, self.reloader = settings, holder, reloader
         self.target_health, self.metrics, self.stores = target_health, metrics, stores
         self.auth, self.upstream = auth, upstream
+        self.jobs = jobs  # the in-process job workers, if any
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -138,7 +149,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
     proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth, embedder), upstream)
     metrics = GatewayMetrics(enabled=settings.metrics, sources=StateSources(
         holder, health, stores.breaker, upstream,
-        ping=stores.redis.ping if stores.redis is not None else None))
+        ping=stores.redis.ping if stores.redis is not None else None,
+        jobs_depth=stores.jobs.depth))
     reloader = ConfigReloader(holder, settings.routes_file, settings.policies_dir,
                               settings.reload_interval, on_reload=metrics.observe_reload)
 
@@ -150,6 +162,11 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
                                             "credentials": auth.ready}
     if stores.redis is not None:
         readiness["redis"] = stores.breaker.check
+    # Without Redis the queue lives in this process: only its own workers can run jobs.
+    jobs = None
+    if settings.in_process_job_workers:
+        jobs = JobService(settings, holder, stores.jobs, upstream, auth.key_store,
+                          settings.in_process_job_workers, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: object) -> AsyncIterator[None]:
@@ -162,6 +179,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
             asyncio.create_task(health.run_checks(holder, http_control), name="health-checks"),
             asyncio.create_task(stores.refresh_forever(), name="inflight-refresh"),
         ]
+        if jobs is not None:
+            await jobs.start()
         if settings.metrics:
             forget_dead_workers()
             tasks.append(asyncio.create_task(metrics.run_refresher(), name="metrics"))
@@ -178,6 +197,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         finally:
             try:
                 drain.cancel()
+                if jobs is not None:  # running jobs finish, or go back to the queue
+                    await jobs.stop()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -193,6 +214,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
     admin = AdminApi(settings, settings.admin_credential(), holder, reloader, health,
                      stores, auth)
     oauth = OAuthEndpoints(auth, holder)
+    jobs_api = JobsApi(holder, auth, stores.jobs)
     # The gateway's own endpoints, all in one place; their paths are reserved
     # (gateway.config.reserved): no route can take them, and they never reach the proxy.
     endpoints = [
@@ -204,13 +226,16 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         Endpoint(JWKS_PATH, ["GET"], oauth.jwks),
         Endpoint(METADATA_PATH, ["GET"], oauth.metadata),
         *admin.endpoints(),
+        Endpoint(JOBS_PATH, ["GET"], jobs_api.listing),
+        Endpoint(JOBS_PATH + "/{id}", ["GET", "DELETE"], jobs_api.one),
     ]
     # One middleware stack for every request, outermost first.
     stack = RequestIdMiddleware(AccessLogMiddleware(
         GatewayDispatch(endpoints, proxy), settings.access_log, metrics))
     return GatewayApp(stack=stack, lifespan=lifespan, settings=settings, holder=holder,
                       reloader=reloader, target_health=health, metrics=metrics,
-                      stores=stores, auth=auth, upstream=upstream, drain=drain)
+                      stores=stores, auth=auth, upstream=upstream, drain=drain,
+                      jobs=jobs)
 
 
 def create_app_from_env() -> GatewayApp:

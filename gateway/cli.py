@@ -3,6 +3,7 @@
     gateway serve [--host H] [--port P] [--workers N] [--routes-file F]
     gateway check [ROUTES_FILE] [--policies-dir D]
     gateway dev   [--port P] [--ml-ports A,B]   # plus the bundled services (gateway/dev.py)
+    gateway worker [--concurrency N]           # job executors (gateway/jobs/cli.py)
     gateway init  [DIR] [--force]   # a starting routes.yaml and policies/ (gateway/scaffold.py)
     gateway keys | clients | signing-key ...   # credentials (see gateway/auth/admin.py)
     gateway openapi                            # the OpenAPI document (gateway/openapi/cli.py)
@@ -23,7 +24,8 @@ from gateway.settings import Settings
 WORKERS_WITHOUT_REDIS = (
     "--workers {n} without GATEWAY_REDIS_URL: each worker counts rate limits, quotas and "
     "in-flight caps on its own, so a tenant gets up to {n}x its limits (and each worker "
-    "caches alone); set GATEWAY_REDIS_URL to share them (docs/rate-limits.md)")
+    "caches alone, and keeps its own jobs: a poll that reaches another worker is a 404); "
+    "set GATEWAY_REDIS_URL to share them (docs/rate-limits.md, docs/jobs.md)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -136,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_args(p := sub.add_parser("dev", help="run the gateway and the bundled services"))
     dev.add_arguments(p)
     p.set_defaults(func=lambda args: dev.cmd_dev(args, _settings, cmd_serve))
+    from gateway.jobs.cli import add_command as add_worker_command
+
+    add_worker_command(sub, _settings, serve_args)
     p = sub.add_parser("check", help="validate routes.yaml and policies/ offline")
     p.add_argument("file", nargs="?", help="routes file (default: GATEWAY_ROUTES_FILE)")
     p.add_argument("--policies-dir")
@@ -159,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic_settings import SettingsError
 
     from gateway.auth.admin import UsageError
+    from gateway.jobs.cli import WorkerUsageError
 
     args = build_parser().parse_args(argv)
     try:
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 reason = f"GATEWAY_{str(loc[0]).upper()}{inside}: {reason}"
             print(f"error: {reason}", file=sys.stderr)
         return 2
-    except (UsageError, ServiceUnavailable, dev.DevError) as exc:
+    except (UsageError, ServiceUnavailable, dev.DevError, WorkerUsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

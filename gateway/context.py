@@ -5,6 +5,8 @@ Everything that travels between them is a typed field here, written by one step:
     principal                authenticate        who is calling
     rate_limit_remaining     rate_limit          the RateLimit-Remaining it answered
     cache_status, cache      cache               X-Cache, and its lookup until on_response
+    idempotency              idempotency         the request's Idempotency-Key claim
+    job_id, job_created      jobs                the job a submission made or found
     upstream_target, trace_id, attempts, fallbacks   the upstream client
     llm, chain               llm                 the model call, its groups and bodies;
                                                  usage as the answer reported it
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple
 
 from gateway.cache_entry import CachedAnswer
 from gateway.config.runtime import CompiledGroup, CompiledModel, CompiledRoute, RuntimeConfig
+from gateway.stores.jobs import IdempotencyClaim
 
 
 @dataclass(slots=True)
@@ -101,6 +104,9 @@ class RequestContext:
     cache_status: str = ""
     cache: CacheLookup | None = None
     rate_limit_remaining: int | None = None
+    idempotency: IdempotencyClaim | None = None
+    job_id: str = ""
+    job_created: bool = False
     attempts: list[Attempt] = field(default_factory=list)  # in the order they were made
     fallbacks: int = 0  # groups moved on to after the primary
     llm: LlmCall | None = None  # on OpenAI-compatible routes, once the model is known

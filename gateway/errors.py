@@ -8,8 +8,10 @@
     │   └── InsufficientScope     403  a route scope is missing (WWW-Authenticate: Bearer)
     ├── NotFound                  404  no route matches the path
     ├── MethodNotAllowed          405  a route matches the path but not the method (adds Allow)
+    ├── Conflict                  409  the resource's state forbids it (a running job, a busy key)
     ├── PayloadTooLarge           413  request body over the route's limit
     ├── UriTooLong                414  request target over the header line limit (server)
+    ├── UnprocessableContent      422  well-formed but unusable (callback URL, reused key)
     ├── HeaderTooLarge            431  a header line, all of them, or their count over a limit
     ├── RateLimited               429  over a rate limit or concurrency cap (adds Retry-After)
     ├── UpstreamError             502  upstream refused, dropped, or answered 5xx after retries
@@ -146,6 +148,36 @@ class MethodNotAllowed(GatewayError):
         super().__init__(
             f"allowed methods: {', '.join(allowed)}", headers={"Allow": ", ".join(allowed)}
         )
+
+
+class Conflict(GatewayError):
+    """Raised when the target's current state forbids the request (a job no longer
+    queued cannot be cancelled; an Idempotency-Key whose first request is in progress)."""
+
+    status, type, title = 409, "conflict", "Conflict"
+    NOT_QUEUED: ClassVar[str] = "job {job_id} is {status}: only a queued job can be cancelled"
+    KEY_IN_PROGRESS: ClassVar[str] = ("a request with this Idempotency-Key is still in "
+                                      "progress: retry after it has finished")
+
+    def __init__(self, detail: str, *, retry_after: int | None = None):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}
+                         if retry_after is not None else None)
+
+
+class UnprocessableContent(GatewayError):
+    """Raised when a request is well-formed but cannot be acted on as sent (RFC 9110
+    §15.5.21): a callback URL the tenant may not use, an Idempotency-Key reused for
+    another request."""
+
+    status, type, title = 422, "unprocessable-content", "Unprocessable content"
+    CALLBACK_NOT_ALLOWED: ClassVar[str] = ("Callback-URL is not under a prefix that "
+                                           "policies/tenants.yaml allows this tenant")
+    CALLBACK_MALFORMED: ClassVar[str] = "Callback-URL must be an absolute http(s) URL"
+    CALLBACK_SYNC: ClassVar[str] = "Callback-URL needs an asynchronous request"
+    KEY_REUSED: ClassVar[str] = ("this Idempotency-Key was used for a different request "
+                                 "(method, path, body or Prefer)")
+    KEY_MALFORMED: ClassVar[str] = ("Idempotency-Key must be 1 to 255 printable ASCII "
+                                    "characters")
 
 
 class PayloadTooLarge(GatewayError):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,11 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 UNKNOWN = "unknown"      # tenant label of anyone not in policies/tenants.yaml
 UNMATCHED = "unmatched"  # route label of requests no route matched (404, 405)
 CONTROL = "control"      # route label of the gateway's own (reserved) paths
+# Jobs wait and run for seconds to hours.
+JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+               300.0, 900.0, 3600.0)
+JOB_RESULTS = ("succeeded", "failed")
+WEBHOOK_RESULTS = ("delivered", "retried", "dead")
 CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 CACHE_RESULTS = frozenset({"HIT", "HIT-SEMANTIC", "MISS", "BYPASS"})
 REFRESH_INTERVAL = 1.0  # seconds between state-gauge refreshes
@@ -84,6 +90,13 @@ class StateSources:
     store: StoreBreaker | None = None  # its degraded, degraded_seconds_total
     upstream: UpstreamClient | None = None  # its shadow_dropped
     ping: Callable[[], Awaitable[Any]] | None = None  # the shared store's PING, if any
+    jobs_depth: Callable[[], Awaitable[tuple[int, int]]] | None = None  # (queued, running)
+
+
+def _tenant(ctx: RequestContext) -> str:
+    principal = ctx.principal
+    return (principal.tenant_id if principal is not None
+            and principal.tenant_id in ctx.config.tenants else UNKNOWN)
 
 
 class GatewayMetrics:
@@ -166,6 +179,31 @@ class GatewayMetrics:
             "gateway_llm_budget_per_second", "A tenant's budget as a sustained rate: its "
             "tightest budget limit, currency units per second (the burn-rate alert's "
             "denominator).", ["tenant"], registry=r, multiprocess_mode="livemax")
+        self.jobs_submitted = Counter(
+            "gateway_jobs_submitted", "Jobs accepted (202), by route and tenant.",
+            ["route", "tenant"], registry=r)
+        self.jobs_finished = Counter(
+            "gateway_jobs_finished", "Jobs finished by a worker, by result (succeeded, "
+            "failed).", ["route", "status"], registry=r)
+        self.job_duration = Histogram(
+            "gateway_job_duration_seconds", "Job latency: submitted to finished.", route,
+            buckets=JOB_BUCKETS, registry=r)
+        self.job_wait = Histogram(
+            "gateway_job_queue_wait_seconds", "Time a job waited in the queue before its "
+            "first start.", route, buckets=JOB_BUCKETS, registry=r)
+        self.jobs_stale = Counter(
+            "gateway_jobs_stale_results", "Results refused because another worker had "
+            "taken the job over (a duplicate execution the client never sees).", registry=r)
+        self.job_webhooks = Counter(
+            "gateway_job_webhooks", "Webhook delivery attempts by result (delivered, "
+            "retried, dead: dead-lettered after the last retry).", ["result"], registry=r)
+        self.jobs_queue_depth = Gauge(
+            "gateway_jobs_queue_depth", "Jobs queued (waiting for a worker) and running.",
+            ["state"], registry=r, multiprocess_mode="livemax")
+        for result in WEBHOOK_RESULTS:
+            self.job_webhooks.labels(result)
+        for state in ("queued", "running"):
+            self.jobs_queue_depth.labels(state)
         for result in ("success", "failure"):  # both exist from the start: rate() works
             self.reloads.labels(result)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -207,16 +245,19 @@ class GatewayMetrics:
             self._tally.count(self.client_disconnects, (route,))
         if ctx is None:
             return
+        if ctx.job_created:
+            self._tally.count(self.jobs_submitted, (route, _tenant(ctx)))
         if status == 429 or ctx.cache_status:
-            principal = ctx.principal
-            tenant = (principal.tenant_id if principal is not None
-                      and principal.tenant_id in ctx.config.tenants else UNKNOWN)
+            tenant = _tenant(ctx)
             if status == 429:
                 self._tally.count(self.rate_limited, (route, tenant))
             if ctx.cache_status in CACHE_RESULTS:
                 self._tally.count(self.cache, (route, tenant, ctx.cache_status.lower()))
         if ctx.llm is not None:
             self._observe_llm(ctx, route)
+        self._observe_upstream(route, ctx)
+
+    def _observe_upstream(self, route: str, ctx: RequestContext) -> None:
         previous = None
         for attempt in ctx.attempts:
             labels = (route, attempt.group, attempt.target)
@@ -248,6 +289,25 @@ class GatewayMetrics:
         tally.counter(self.llm_tokens, (*labels, "prompt")).n += call.prompt_tokens
         tally.counter(self.llm_tokens, (*labels, "completion")).n += call.completion_tokens
         tally.counter(self.llm_spend, labels).n += call.spend
+
+    def observe_job(self, ctx: RequestContext | None, route: str, status: str,
+                    written: bool, created: float, started: float | None,
+                    first_start: bool) -> None:
+        """One job run by a worker: its upstream attempts, and (when its result was
+        written) its result and latency. `first_start`: this run was the job's first."""
+        if ctx is not None:
+            self._observe_upstream(route, ctx)
+        now = time.time()
+        if first_start and started is not None:
+            self._tally.histogram(self.job_wait, (route,)).observe(max(0.0, started - created))
+        if not written:
+            self.jobs_stale.inc()  # rare: no tally needed
+            return
+        self._tally.count(self.jobs_finished, (route, status))
+        self._tally.histogram(self.job_duration, (route,)).observe(max(0.0, now - created))
+
+    def observe_webhook(self, result: str) -> None:
+        self._tally.count(self.job_webhooks, (result,))
 
     def fold(self) -> None:
         """Move the tallied observations into the collectors (then they are scraped)."""
@@ -316,6 +376,14 @@ class GatewayMetrics:
                 except Exception:  # any failure to answer means down, whatever the cause
                     ok = False
                 self.store_up.labels("redis").set(1 if ok else 0)
+            depth = self.sources.jobs_depth if self.sources is not None else None
+            if depth is not None:
+                try:
+                    queued, running = await asyncio.wait_for(depth(), timeout=interval)
+                    self.jobs_queue_depth.labels("queued").set(queued)
+                    self.jobs_queue_depth.labels("running").set(running)
+                except Exception:  # the store is down: the gauge keeps its last value
+                    pass
             await asyncio.sleep(interval)
 
     # -- exposition --------------------------------------------------------------------

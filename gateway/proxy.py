@@ -100,15 +100,15 @@ class ProxyEndpoint:
                 log.exception("unhandled_error", error=type(exc).__name__)
             if started:
                 raise
+            if ctx is not None:
+                # Before the answer: a client retrying at once must find what this
+                # request held (an Idempotency-Key's claim, a slot) already released.
+                await _run_cleanups(ctx)
             await send_problem(send, exc, request_id,
                                ctx.response_headers if ctx is not None else ())
         finally:
             if ctx is not None:
-                for cleanup in ctx.cleanups:
-                    try:
-                        await asyncio.shield(cleanup())
-                    except Exception:
-                        log.exception("cleanup_failed")
+                await _run_cleanups(ctx)
 
     async def _request_body(self, ctx: RequestContext, receive: Receive
                             ) -> bytes | BodyStream:
@@ -125,7 +125,8 @@ class ProxyEndpoint:
         if length is None and ctx.header(b"transfer-encoding") is None:
             length = 0  # no body framing: there is no body (RFC 9112 §6.3)
         small = length is not None and length <= SMALL_BODY
-        if small or ctx.route.replays_body:
+        # An Idempotency-Key's fingerprint covers the body: it is read whole too.
+        if small or ctx.route.replays_body or ctx.header(b"idempotency-key") is not None:
             return await _read_whole(receive, limit)
         # The stream is read by the upstream client, maybe from another task: name ours.
         return BodyStream(receive, limit, partial(self.disconnects.arm, receive, ctx,
@@ -153,6 +154,16 @@ class ProxyEndpoint:
         finally:
             if response.release is not None:
                 await response.release()
+
+
+async def _run_cleanups(ctx: RequestContext) -> None:
+    """Run the request's cleanups once, whatever they raise."""
+    cleanups, ctx.cleanups = ctx.cleanups, []
+    for cleanup in cleanups:
+        try:
+            await asyncio.shield(cleanup())
+        except Exception:
+            log.exception("cleanup_failed")
 
 
 async def _read_whole(receive: Receive, limit: int) -> bytes:

@@ -107,6 +107,29 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0, description="memory cache, all entries")
     cache_max_entry_bytes: int = Field(1024 * 1024, ge=0, description="larger answers not cached")
 
+    # -- asynchronous jobs, idempotency, webhooks (docs/jobs.md) --
+    # Job executors in the gateway process; None: 4 without Redis (the queue lives in
+    # this process, nothing else can reach it), 0 with Redis (run `gateway worker`).
+    jobs_workers: int | None = Field(None, ge=0, le=1024)
+    # A running job's lease: renewed by its worker every third of it; a job whose worker
+    # stopped renewing (died) is taken over by another worker after this long.
+    jobs_visibility_timeout: float = Field(30.0, ge=0.5, le=3600)
+    jobs_max_queued: int = Field(10_000, ge=1, description="per tenant, unless its tier says")
+    jobs_stream_maxlen: int = Field(1_000_000, ge=1000, description="XADD MAXLEN ~ bound")
+    jobs_shutdown_grace: float = Field(20.0, ge=0, le=3600, description="SIGTERM: seconds "
+                                       "to finish running jobs before handing them back")
+    jobs_max_result_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    jobs_list_keep: int = Field(10_000, ge=10, description="recent jobs GET /v1/jobs lists")
+    idempotency_ttl: float = Field(86_400.0, ge=60, le=30 * 86_400, description="seconds")
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
+    webhook_backoff: float = Field(2.0, gt=0, le=3600, description="first retry's mean delay")
+    webhook_max_backoff: float = Field(600.0, gt=0, le=86_400)
+    webhook_timeout: float = Field(10.0, gt=0, le=300)
+    webhook_tolerance: int = Field(300, ge=1, description="seconds a signature is valid")
+    # The key webhook secrets are derived from (docs/jobs.md): set the same value on every
+    # replica and worker; unset, one is made in GATEWAY_DATA_DIR (one machine).
+    webhook_key: SecretStr | None = None
+
     # -- authentication (gateway.auth; see docs/auth.md) --
     # Our own access tokens: `iss` (default http://<host>:<port>), `aud`, lifetime.
     token_issuer: str | None = None
@@ -151,6 +174,13 @@ class Settings(BaseSettings):
     max_header_line_bytes: int = Field(8 * 1024, ge=1024, le=1024 * 1024)
     max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_headers: int = Field(100, ge=16, le=10_000, description="header lines per request")
+
+    @property
+    def in_process_job_workers(self) -> int:
+        """How many job executors the gateway process runs (see `jobs_workers`)."""
+        if self.jobs_workers is not None:
+            return self.jobs_workers
+        return 4 if self.redis_url is None else 0
 
     @property
     def issuer_url(self) -> str:

@@ -9,6 +9,8 @@
     gateway clients list [--tenant ID]
     gateway clients revoke CLIENT_ID
     gateway signing-key rotate
+    gateway webhooks rotate --tenant ID [--grace 24h]
+    gateway webhooks list [--tenant ID]
 
 They use the same store as the server (the file in GATEWAY_DATA_DIR, or Redis when
 GATEWAY_REDIS_URL is set), and a serving gateway sees the change within a second.
@@ -49,6 +51,7 @@ from gateway.auth.key_store import KeyStore, open_key_store
 from gateway.auth.oauth_clients import CLIENT_ID_PREFIX, issue_client
 from gateway.auth.service import signing_key_path
 from gateway.auth.signing_keys import SigningKeys
+from gateway.auth.webhook_secrets import derive_secret, load_webhook_key, new_secret_record
 from gateway.config import load_config
 from gateway.settings import Settings
 from gateway.stores import connect_redis
@@ -246,6 +249,39 @@ def cmd_signing_key(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    async def rotate(store: KeyStore) -> int:
+        _check_tenant_and_scopes(settings, args.tenant, None)
+        now = time.time()
+        key = load_webhook_key(settings.webhook_key.get_secret_value()
+                               if settings.webhook_key else None, settings.data_dir)
+        record = new_secret_record(args.tenant, now)
+        await store.put_webhook_secret(record)
+        retired = 0
+        for old in store.webhook_secrets(args.tenant):
+            if old.secret_id != record.secret_id and old.valid(now) and (
+                    old.expires is None or old.expires > now + args.grace):
+                await store.put_webhook_secret(replace(old, expires=now + args.grace))
+                retired += 1
+        print(derive_secret(key, record))
+        ends = f"; the previous one stays valid until {_when(now + args.grace)}" \
+            if retired else ""
+        print(f"new webhook secret {record.secret_id} for tenant {args.tenant}{ends}; "
+              "it is shown only now", file=sys.stderr)
+        return 0
+
+    async def listing(store: KeyStore) -> int:
+        now = time.time()
+        rows = [[r.secret_id, r.tenant_id, _when(r.created), _when(r.expires),
+                 "valid" if r.valid(now) else "expired"]
+                for r in store.webhook_secrets(args.tenant)]
+        _table(rows, ["ID", "TENANT", "CREATED", "EXPIRES", "STATE"])
+        return 0
+
+    actions = {"rotate": rotate, "list": listing}
+    return asyncio.run(_with_store(settings, actions[args.action]))
+
+
 def add_commands(sub: Any, run: Callable[[Callable[..., int]], Callable[..., int]]) -> None:
     """Add `keys`, `clients` and `signing-key` to the CLI's subparsers.
 
@@ -290,3 +326,13 @@ def add_commands(sub: Any, run: Callable[[Callable[..., int]], Callable[..., int
     ss = signing.add_subparsers(dest="action", required=True)
     ss.add_parser("rotate", help="new active key; old ones published until tokens expire")
     signing.set_defaults(func=run(cmd_signing_key))
+
+    hooks = sub.add_parser("webhooks", help="issue and rotate tenants' webhook secrets")
+    hs = hooks.add_subparsers(dest="action", required=True)
+    p = hs.add_parser("rotate", help="issue a new secret (printed once); the old one "
+                      "stays valid for --grace")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--grace", type=parse_duration, default=86400.0, help="default 24h")
+    p = hs.add_parser("list", help="list secret ids (never the secrets)")
+    p.add_argument("--tenant")
+    hooks.set_defaults(func=run(cmd_webhooks))

@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth.api_keys import ApiKeyRecord
 from gateway.auth.oauth_clients import OAuthClientRecord
+from gateway.auth.webhook_secrets import WebhookSecretRecord
 from gateway.errors import ServiceUnavailable
 from gateway.stores.redis_ha import RedisClient
 
@@ -54,12 +55,14 @@ class KeyStore(Protocol):
     def client(self, client_id: str) -> OAuthClientRecord | None: ...
     def list_keys(self) -> list[ApiKeyRecord]: ...
     def list_clients(self) -> list[OAuthClientRecord]: ...
+    def webhook_secrets(self, tenant_id: str | None = None) -> list[WebhookSecretRecord]: ...
     def stale_for(self, now: float) -> float: ...
     async def refresh(self) -> bool: ...
     async def put_key(self, record: ApiKeyRecord) -> None: ...
     async def put_client(self, record: OAuthClientRecord) -> None: ...
     async def put_many(self, keys: list[ApiKeyRecord],
                        clients: list[OAuthClientRecord]) -> None: ...
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -69,6 +72,7 @@ class _Snapshot:
     def __init__(self) -> None:
         self._keys: dict[str, ApiKeyRecord] = {}
         self._clients: dict[str, OAuthClientRecord] = {}
+        self._webhooks: dict[str, WebhookSecretRecord] = {}
         self._confirmed = time.monotonic()
 
     def key(self, key_id: str) -> ApiKeyRecord | None:
@@ -83,14 +87,21 @@ class _Snapshot:
     def list_clients(self) -> list[OAuthClientRecord]:
         return sorted(self._clients.values(), key=lambda r: r.created)
 
+    def webhook_secrets(self, tenant_id: str | None = None) -> list[WebhookSecretRecord]:
+        """A tenant's (or everyone's) webhook secret records, oldest first."""
+        return sorted((r for r in self._webhooks.values()
+                       if tenant_id in (None, r.tenant_id)), key=lambda r: r.created)
+
     def stale_for(self, now: float) -> float:
         """Seconds since the store was last checked successfully (monotonic clock)."""
         return now - self._confirmed
 
-    def _install(self, keys: dict[str, Any], clients: dict[str, Any]) -> None:
+    def _install(self, keys: dict[str, Any], clients: dict[str, Any],
+                 webhooks: dict[str, Any]) -> None:
         # Built aside and swapped whole: a request never sees a half-loaded snapshot.
         self._keys = {k: ApiKeyRecord.from_json(v) for k, v in keys.items()}
         self._clients = {k: OAuthClientRecord.from_json(v) for k, v in clients.items()}
+        self._webhooks = {k: WebhookSecretRecord.from_json(v) for k, v in webhooks.items()}
 
 
 async def watch(store: KeyStore, interval: float) -> None:
@@ -140,7 +151,8 @@ class FileKeyStore(_Snapshot):
         if sig == self._signature:
             return False
         data = await asyncio.to_thread(self._read)
-        self._install(data.get("keys", {}), data.get("clients", {}))
+        self._install(data.get("keys", {}), data.get("clients", {}),
+                      data.get("webhooks", {}))
         self._signature = sig
         return True
 
@@ -184,6 +196,9 @@ class FileKeyStore(_Snapshot):
         await asyncio.to_thread(self._update_many, {
             "keys": {r.key_id: r.to_json() for r in keys},
             "clients": {r.client_id: r.to_json() for r in clients}})
+
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None:
+        await asyncio.to_thread(self._update, "webhooks", record.secret_id, record.to_json())
         await self.refresh()
 
     async def close(self) -> None:
@@ -191,13 +206,14 @@ class FileKeyStore(_Snapshot):
 
 
 class RedisKeyStore(_Snapshot):
-    """Two Redis hashes and a version token (changed by every write), shared by every
-    replica."""
+    """Three Redis hashes (keys, clients, webhook secret records) and a version token
+    (changed by every write), shared by every replica."""
 
     def __init__(self, redis: RedisClient, prefix: str = "gw:auth:"):
         super().__init__()
         self.redis = redis
         self.keys_hash, self.clients_hash = prefix + "keys", prefix + "clients"
+        self.webhooks_hash = prefix + "webhooks"
         self.version_key = prefix + "version"
         self._version: bytes | None = b"never"
 
@@ -214,10 +230,13 @@ class RedisKeyStore(_Snapshot):
                 return False
             keys = cast("dict[bytes, bytes]", await self.redis.hgetall(self.keys_hash))
             clients = cast("dict[bytes, bytes]", await self.redis.hgetall(self.clients_hash))
+            webhooks = cast("dict[bytes, bytes]",
+                            await self.redis.hgetall(self.webhooks_hash))
         except RedisError as exc:
             raise ServiceUnavailable(STORE_UNREACHABLE) from exc
         self._install({k.decode(): orjson.loads(v) for k, v in keys.items()},
-                      {k.decode(): orjson.loads(v) for k, v in clients.items()})
+                      {k.decode(): orjson.loads(v) for k, v in clients.items()},
+                      {k.decode(): orjson.loads(v) for k, v in webhooks.items()})
         self._version = version
         self._confirmed = time.monotonic()
         return True
@@ -252,6 +271,9 @@ class RedisKeyStore(_Snapshot):
         except RedisError as exc:
             raise ServiceUnavailable(STORE_UNREACHABLE) from exc
         await self.refresh()
+
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None:
+        await self._put(self.webhooks_hash, record.secret_id, record.to_json())
 
     async def close(self) -> None:
         return None  # the Redis client belongs to whoever made it

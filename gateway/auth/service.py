@@ -102,6 +102,11 @@ class AuthService:
         return ok, (f"{len(store.list_keys())} keys, {len(store.list_clients())} clients, "
                     f"checked {age:.2f}s ago")
 
+    def key_store(self) -> KeyStore:
+        """The credential store, once `start` has opened it (webhook secrets too)."""
+        assert self.store is not None, "AuthService.start has not run"
+        return self.store
+
     # -- request path --
     def _live_store(self) -> KeyStore:
         store = self.store

@@ -34,6 +34,14 @@ RESERVED_PATH = ("{path!r} is reserved for the gateway's own endpoints "
                  f"({RESERVED_LIST}): no route can receive it")
 
 
+ASYNC_PUBLIC = ("a public route cannot run jobs: a job belongs to the tenant that submitted "
+                "it (drop `async` or `public`)")
+
+
+ASYNC_LLM = ("an llm route cannot run jobs: its model choice and token accounting run in "
+             "the synchronous pipeline (drop `async` or `llm`)")
+
+
 def load_routes(path: Path) -> tuple[RoutesFile, LineMap]:
     """Parse and validate routes.yaml, including references between its entries."""
     doc, lines = read_model(path, RoutesFile)
@@ -58,6 +66,11 @@ def _reference_problems(path: Path, doc: RoutesFile, lines: LineMap) -> list[Con
             kind = "path" if route.match.path is not None else "prefix"
             problems.append(field_error(path, lines, ("routes", i, "match", kind),
                                         RESERVED_PATH.format(path=taken)))
+        if route.async_ is not None and route.public:
+            problems.append(field_error(path, lines, ("routes", i, "async"),
+                                        ASYNC_PUBLIC))
+        if route.async_ is not None and route.llm is not None:
+            problems.append(field_error(path, lines, ("routes", i, "async"), ASYNC_LLM))
         refs: list[tuple[tuple[str | int, ...], str]] = []
         if route.upstream is not None:
             refs.append((("routes", i, "upstream"), route.upstream))

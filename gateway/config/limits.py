@@ -2,8 +2,8 @@
 
     effective_limits(tenant, tier, default, route) -> EffectiveLimits
 
-Precedence, field by field (`rate`, `max_in_flight`, `tokens`, `budget`, and the
-per-route `routes[name]`):
+Precedence, field by field (`rate`, `max_in_flight`, `tokens`, `budget`,
+`max_queued_jobs`, and the per-route `routes[name]`):
 
     tenant override  >  the tenant's tier  >  the `default` tier  (the global fallback)
 
@@ -37,6 +37,7 @@ class EffectiveLimits:
     route_rate: tuple[RateLimitItem, ...]  # this route only
     max_in_flight: int | None
     cost: int
+    max_queued_jobs: int | None = None  # tenant-wide: jobs queued or running (docs/jobs.md)
     # The RateLimit-Policy header value (draft-ietf-httpapi-ratelimit-headers), precomputed.
     policy_header: bytes = b""
     tokens: tuple[RateLimitItem, ...] = ()  # LLM tokens, tenant-wide (docs/llm.md)
@@ -69,6 +70,7 @@ def effective_limits(tenant: Tenant | None, tier: Tier | None, default: Tier | N
     max_in_flight = _first(*(layer.max_in_flight for layer in layers))
     tokens = _first(*(layer.tokens for layer in layers))
     budget = _first(*(layer.budget for layer in layers))
+    max_queued = _first(*(layer.max_queued_jobs for layer in layers))
     rate_items = tuple(parse_many(str(rate))) if rate is not None else ()
     route_items = tuple(parse_many(str(route_rate))) if route_rate is not None else ()
     policy = ", ".join(f"{i.amount};w={i.get_expiry()}" for i in (*rate_items, *route_items))
@@ -78,6 +80,7 @@ def effective_limits(tenant: Tenant | None, tier: Tier | None, default: Tier | N
         cost=cost, policy_header=policy.encode(),
         tokens=tuple(parse_many(str(tokens))) if tokens is not None else (),
         budget=tuple(parse_many(str(budget))) if budget is not None else (),
+        max_queued_jobs=int(max_queued) if max_queued is not None else None,
     )
 
 

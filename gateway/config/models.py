@@ -210,6 +210,17 @@ class Cache(Model):
     semantic: SemanticCache | None = None
 
 
+class AsyncJobs(Model):
+    """`async:` on a route: it takes `Prefer: respond-async` (RFC 7240) and runs such
+    requests as jobs on the queue (docs/jobs.md)."""
+
+    only: bool = Field(False, description="every request is a job, Prefer or not")
+    result_ttl: float = Field(86_400.0, gt=0, le=30 * 86_400,
+                              description="seconds a finished job and its result are kept")
+    max_attempts: int = Field(3, ge=1, le=20,
+                              description="deliveries to workers before the job fails")
+
+
 class RouteApi(Model):
     """How a route appears in the OpenAPI document (`GET /openapi.json`).
 
@@ -281,6 +292,8 @@ class Route(Model):
     scopes: list[str] = []
     cost: int = Field(1, ge=0)
     cache: Cache | None = None
+    # `async` is a Python keyword: the field has another name, the file the real one.
+    async_: AsyncJobs | None = Field(None, alias="async")
     openapi: RouteApi | None = None
     llm: LlmRoute | None = None
 
@@ -331,6 +344,7 @@ class Limits(Model):
 
     rate: LimitSpec | None = None
     max_in_flight: int | None = Field(None, ge=1)
+    max_queued_jobs: int | None = Field(None, ge=1, description="jobs queued or running")
     routes: dict[Name, LimitSpec] = {}
     # LLM tokens (prompt + completion) per window, tenant-wide: "100000/minute; 2000000/day"
     tokens: LimitSpec | None = None
@@ -376,6 +390,28 @@ class TiersFile(Model):
     tiers: dict[Name, Tier] = {}
 
 
+class Webhooks(Model):
+    """Where a tenant's job callbacks may go: URL prefixes, each an absolute http(s) URL
+    with a path (`https://hooks.example.com/gateway/`). A Callback-URL under none of
+    them is refused at submission, so the gateway only calls what an operator allowed."""
+
+    allowed_urls: list[str] = []
+
+    @field_validator("allowed_urls")
+    @classmethod
+    def _absolute(cls, v: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname \
+                    or not parts.path.startswith("/") or parts.query or parts.fragment \
+                    or parts.username or parts.password:
+                raise ValueError(f"{url!r} is not an absolute http(s) URL with a path "
+                                 "(and no query, fragment or credentials)")
+        return v
+
+
 class Tenant(Model):
     """One customer of the gateway: who it is, its tier, what it may call."""
 
@@ -385,6 +421,7 @@ class Tenant(Model):
     routes: list[str] = Field(["*"], description='route names it may call; "*" for all')
     models: list[str] = Field(["*"], description='models it may use; "*" for all')
     overrides: Limits = Limits()
+    webhooks: Webhooks = Webhooks()
 
 
 class TenantsFile(Model):

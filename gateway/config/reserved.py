@@ -1,7 +1,8 @@
 """The paths the gateway keeps for its own endpoints, whatever routes.yaml says.
 
     RESERVED_PATHS      exact paths of gateway endpoints outside the reserved prefixes
-    RESERVED_PREFIXES   whole namespaces: /oauth/..., /.well-known/... and /admin/...
+    RESERVED_PREFIXES   whole namespaces: /oauth/..., /.well-known/..., /admin/... and
+                        /v1/jobs/...
 
 `gateway.endpoints.GatewayDispatch` answers every reserved path itself (the endpoint, a
 405 for a method it does not take, or a 404), before any route is looked at; so a route
@@ -17,7 +18,8 @@ the refusal message names the reserved paths from it too (`RESERVED_LIST`).
 from __future__ import annotations
 
 RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
-RESERVED_PREFIXES = ("/oauth/", "/.well-known/", "/admin/")
+# /v1/jobs/...: the job API (docs/jobs.md), its root the listing.
+RESERVED_PREFIXES = ("/oauth/", "/.well-known/", "/admin/", "/v1/jobs/")
 # With each namespace's own root (/oauth): a path is reserved when it is in RESERVED_EXACT
 # or starts with a prefix, two checks the per-request callers make inline.
 RESERVED_EXACT = RESERVED_PATHS | {p.rstrip("/") for p in RESERVED_PREFIXES}

@@ -98,10 +98,11 @@ class CompiledRoute:
     @property
     def replays_body(self) -> bool:
         """Whether the body must be held in memory: retries, fallbacks, shadow, cache, or
-        an llm route (which reads the model from it)."""
+        an llm route (which reads the model from it), or a job (whose body is stored on
+        the queue)."""
         return bool(
             self.retry.attempts or len(self.groups) > 1 or self.shadow or self.spec.cache
-            or self.llm
+            or self.llm or self.spec.async_
         )
 
     def upstream_path(self, path: str, params: dict[str, str]) -> str:

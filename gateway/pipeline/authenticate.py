@@ -18,7 +18,7 @@ import structlog
 
 from gateway.auth.api_keys import KEY_PREFIX
 from gateway.auth.service import AuthService
-from gateway.config.runtime import CompiledRoute
+from gateway.config.runtime import CompiledRoute, RuntimeConfig
 from gateway.context import Principal, RequestContext
 from gateway.errors import BadRequest, Unauthenticated
 from gateway.pipeline import Policy
@@ -30,15 +30,23 @@ UNKNOWN_TENANT = "the credential's tenant is unknown or disabled"
 TWO_CREDENTIALS = "Authorization and X-API-Key carry different credentials: send one"
 
 
-def presented_credential(ctx: RequestContext) -> str | None:
-    """The bearer credential of the request, if any; BadRequest if two differ."""
+def _first(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def presented_credential(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The bearer credential of a request's (raw, lower-case) headers, if any;
+    BadRequest if two differ."""
     bearer = None
-    auth = ctx.header(b"authorization")
+    auth = _first(headers, b"authorization")
     if auth is not None:
         scheme, _, value = auth.partition(b" ")
         if scheme.lower() == b"bearer" and value.strip():
             bearer = value.strip()
-    key = ctx.header(b"x-api-key")
+    key = _first(headers, b"x-api-key")
     if key is not None and key.strip():
         if bearer is not None and bearer != key.strip():
             raise BadRequest(TWO_CREDENTIALS)
@@ -60,20 +68,27 @@ class AuthenticatePolicy(Policy):
     async def on_request(self, ctx: RequestContext) -> ProxyResponse | None:
         if ctx.route.public:
             return None
-        credential = presented_credential(ctx)
-        if credential is None:
-            raise Unauthenticated(NO_CREDENTIALS, error="")
-        principal: Principal
-        if credential.startswith(KEY_PREFIX):
-            principal = await self.auth.verify_api_key(credential)
-        elif credential.count(".") == 2:
-            principal = await self.auth.verify_token(credential)
-        else:
-            raise Unauthenticated(MALFORMED)
-        tenant = ctx.config.tenants.get(principal.tenant_id)
-        if tenant is None or not tenant.enabled:
-            raise Unauthenticated(UNKNOWN_TENANT)
-        ctx.principal = principal
-        structlog.contextvars.bind_contextvars(tenant=principal.tenant_id,
-                                               credential=principal.credential_id)
+        ctx.principal = await authenticate(self.auth, ctx.config, ctx.headers)
         return None
+
+
+async def authenticate(auth: AuthService, config: RuntimeConfig,
+                       headers: list[tuple[bytes, bytes]]) -> Principal:
+    """The principal of a request's headers, or Unauthenticated (also for the gateway's
+    own authenticated endpoints, the job API)."""
+    credential = presented_credential(headers)
+    if credential is None:
+        raise Unauthenticated(NO_CREDENTIALS, error="")
+    principal: Principal
+    if credential.startswith(KEY_PREFIX):
+        principal = await auth.verify_api_key(credential)
+    elif credential.count(".") == 2:
+        principal = await auth.verify_token(credential)
+    else:
+        raise Unauthenticated(MALFORMED)
+    tenant = config.tenants.get(principal.tenant_id)
+    if tenant is None or not tenant.enabled:
+        raise Unauthenticated(UNKNOWN_TENANT)
+    structlog.contextvars.bind_contextvars(tenant=principal.tenant_id,
+                                           credential=principal.credential_id)
+    return principal

@@ -4,7 +4,7 @@
 configured: short timeouts so a dead Redis costs milliseconds, not seconds. The URL
 names one Redis, a Redis Cluster or a Sentinel set (redis_url.py, redis_ha.py): every
 user of these two functions gets the right client for it. The stores
-here (cache, rate limits and in-flight slots) speak through `MuxRedis`, one pipelined
+here (cache, rate limits, in-flight slots and the job queue) speak through `MuxRedis`, one pipelined
 connection, or redis-py by GATEWAY_STORE_REDIS_CLIENT (redis_bridge.py); redis-py serves
 the key store. Redis errors become `StoreUnavailable`
 inside the stores (`GuardedStore`, breaker.py), never above.
@@ -27,6 +27,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from gateway.errors import StoreUnavailable
 from gateway.stores.breaker import StoreBreaker
+from gateway.stores.jobs import JobBackend
 from gateway.stores.rate_limits import RateLimitStore
 from gateway.stores.redis_bridge import RedisPyBridge, StoreRedis
 from gateway.stores.redis_cluster import MuxCluster
@@ -111,10 +112,12 @@ class Stores:
     breaker: StoreBreaker  # the Redis stores' (never opens in memory)
     redis: RedisClient | None  # redis-py: the key store's client
     slot_ttl: float
+    jobs: JobBackend  # the job queue, its records and Idempotency-Keys (stores/jobs.py)
     # LLM token and budget limits: always gcra, reserved then settled (docs/llm.md).
     tokens: RateLimitStore | None = None
     vectors: VectorIndex = field(default_factory=lambda: MemoryVectorIndex())
     mux: StoreRedis | None = None  # the stores' own calls
+    blocking: aioredis.Redis | None = None  # the job queue's XREADGROUP BLOCK
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
     async def refresh_forever(self) -> None:
@@ -131,6 +134,8 @@ class Stores:
         await self.breaker.aclose()
         if self.mux is not None:
             await self.mux.aclose()
+        if self.blocking is not None:
+            await self.blocking.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -139,6 +144,7 @@ def open_stores(settings: Settings) -> Stores:
     """Memory stores, or Redis ones sharing one client and one breaker (no I/O here)."""
     strategy = settings.rate_limit_strategy
     if settings.redis_url is None:
+        from gateway.stores.jobs_memory import MemoryJobStore
         from gateway.stores.memory import MemoryCacheStore, MemoryRateLimitStore
 
         return Stores(
@@ -150,7 +156,9 @@ def open_stores(settings: Settings) -> Stores:
             redis=None,
             slot_ttl=settings.inflight_slot_ttl,
             tokens=MemoryRateLimitStore("gcra"),
+            jobs=MemoryJobStore(settings.jobs_list_keep),
         )
+    from gateway.stores.jobs_redis import BLOCK_MAX, RedisJobStore
     from gateway.stores.redis import RedisCacheStore, RedisRateLimitStore
 
     # The timeout bounds Redis *and* this process' event-loop lag: under a burst, a reply
@@ -161,6 +169,7 @@ def open_stores(settings: Settings) -> Stores:
     # bound (redis-py's pool, which fails when full, serves only the key store).
     breaker = StoreBreaker("redis", settings.store_breaker_failures,
                            settings.store_breaker_cooldown, None, probe=mux.ping)
+    blocking = connect_redis(settings.redis_url, BLOCK_MAX + settings.store_timeout + 1)
     return Stores(
         kind="redis",
         rate_limits=RedisRateLimitStore(mux, breaker, strategy, settings.inflight_slot_ttl),
@@ -170,5 +179,8 @@ def open_stores(settings: Settings) -> Stores:
         redis=connect_redis(settings.redis_url, settings.store_timeout),
         slot_ttl=settings.inflight_slot_ttl,
         tokens=RedisRateLimitStore(mux, breaker, "gcra", settings.inflight_slot_ttl),
+        jobs=RedisJobStore(mux, breaker, blocking, maxlen=settings.jobs_stream_maxlen,
+                           list_keep=settings.jobs_list_keep),
         mux=mux,
+        blocking=blocking,
     )

@@ -40,7 +40,7 @@ def test_templated_endpoints_take_one_last_segment() -> None:
     assert status_and_body("GET", "/oauth/jobs/42") == (200, b"job 42")
     assert status_and_body("GET", "/oauth/jobs/4/2")[0] == 404  # reserved, no endpoint
     assert status_and_body("DELETE", "/oauth/jobs/42")[0] == 405
-    assert status_and_body("GET", "/v1/jobs/42") == (299, b"proxied /v1/jobs/42")
+    assert status_and_body("GET", "/v1/tasks/42") == (299, b"proxied /v1/tasks/42")
 
 
 def test_a_failing_endpoint_is_a_bare_500_problem() -> None:
