@@ -20,14 +20,18 @@ GATEWAY_STATUSES: dict[int, str] = {
     403: "Valid credentials, but this route or a scope is not allowed",
     404: "No route matches the path",
     405: "The path exists, the method does not (Allow lists the methods)",
+    409: "The job is no longer queued, or the Idempotency-Key's first request still runs",
     413: "Request body over the route's limit",
+    422: "A Callback-URL the tenant may not use, or an Idempotency-Key used for another "
+         "request",
     429: "Over a rate limit, quota or concurrency cap (Retry-After)",
     502: "Upstream refused, dropped the connection, or answered 5xx after retries",
     503: "No healthy upstream, circuit open, or state store down (Retry-After)",
     504: "Upstream did not answer within the route's timeout",
 }
 ERROR_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-               405: "MethodNotAllowed", 413: "PayloadTooLarge", 429: "RateLimited",
+               405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge",
+               422: "UnprocessableContent", 429: "RateLimited",
                502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 REQUEST_ID_DOC = ("Kept if printable and at most 128 characters, otherwise a new one is made; "

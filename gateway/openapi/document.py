@@ -21,6 +21,7 @@ from gateway.config.runtime import ConfigHolder, RuntimeConfig
 from gateway.openapi.admin import admin_paths
 from gateway.openapi.components import JSON, Obj, components
 from gateway.openapi.control import control_paths
+from gateway.openapi.jobs import job_paths, job_schemas
 from gateway.openapi.routes import paths_and_schemas
 
 CACHE_CONTROL = "public, no-cache"
@@ -32,6 +33,7 @@ DESCRIPTION = (
 TAGS = [
     {"name": "inference", "description": "The bundled inference services"},
     {"name": "routes", "description": "Routes of routes.yaml without an openapi section"},
+    {"name": "jobs", "description": "Asynchronous jobs: state, results, cancellation"},
     {"name": "oauth2", "description": "Access tokens for the client credentials grant"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
     {"name": "meta", "description": "This document"},
@@ -44,8 +46,9 @@ def build_document(config: RuntimeConfig, base_url: str) -> Obj:
     """The whole document for one config; `base_url` is where clients reach the gateway."""
     routes = list(config.routes.values())
     paths, route_schemas = paths_and_schemas(routes, dict(config.api_schemas))
-    paths.update(control_paths())  # the control endpoints win a path, as in the app
+    paths.update(control_paths())  # the gateway's endpoints win a path, as in the app
     paths.update(admin_paths())
+    paths.update(job_paths())
     scopes: dict[str, list[str]] = {}
     for route in routes:
         for scope in route.scopes:
@@ -58,7 +61,8 @@ def build_document(config: RuntimeConfig, base_url: str) -> Obj:
         "servers": [{"url": base_url}],
         "tags": TAGS,
         "paths": paths,
-        "components": components(base_url + TOKEN_PATH, scope_docs, route_schemas),
+        "components": components(base_url + TOKEN_PATH, scope_docs,
+                                 {**job_schemas(), **route_schemas}),
     }
 
 

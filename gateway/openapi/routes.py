@@ -14,6 +14,7 @@ from gateway.config.runtime import CompiledRoute
 from gateway.config.schemas import RouteSchemas
 from gateway.errors import PROBLEM_CONTENT_TYPE
 from gateway.openapi.components import Obj, header_ref, response_ref, schema_ref
+from gateway.openapi.jobs import IDEMPOTENCY_PARAM, PREFER_PARAM, accepted_response
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -85,6 +86,13 @@ def operation(route: CompiledRoute, method: str, params: list[Obj],
         op["description"] = api.description
     if route.spec.cache is not None and route.spec.cache.enabled:
         op["parameters"].append(NO_CACHE_PARAM)
+    jobs = route.spec.async_
+    if jobs is not None and not jobs.only:
+        op["parameters"].append(PREFER_PARAM)
+    # Callback-URL is left out: whether a URL is allowed depends on the tenant's
+    # policies, not on anything a schema can say (docs/jobs.md documents it).
+    if method == "POST" and not route.public:
+        op["parameters"].append(IDEMPOTENCY_PARAM)
     has_body = method in BODY_METHODS
     if has_body:
         body_schema = (schema_ref(component_name(route.name, "Request"))
@@ -95,10 +103,16 @@ def operation(route: CompiledRoute, method: str, params: list[Obj],
             "content": {content_type if body_schema else "*/*": {"schema": body_schema}},
         }
     documented = schemas is not None and schemas.response is not None
-    responses: Obj = {"200" if documented else "default": _success(route, schemas, content_type)}
+    responses: Obj = {}
+    if jobs is None or not jobs.only:
+        responses["200" if documented else "default"] = _success(route, schemas, content_type)
+    if jobs is not None:
+        responses["202"] = accepted_response()
     statuses = [400]
     if not route.public:
         statuses += [401, 403, 429]
+    if jobs is not None or (method == "POST" and not route.public):
+        statuses += [409, 422]
     if has_body:
         statuses.append(413)
     statuses += [502, 503, 504]
