@@ -112,6 +112,24 @@ GATEWAY_OVERVIEW = [
         "min by (tenant) (gateway_llm_budget_per_second)", "{{tenant}}")],
         description="Spend as a multiple of the tenant's budget pace: 1 spends the budget "
                     "exactly in its window; the alert fires above 2 for 15 minutes."),
+    Panel("Job queue depth", [("max by (state) (gateway_jobs_queue_depth)", "{{state}}")],
+          description="Jobs waiting for a worker (queued) and being run (running); with "
+                      "Redis every gateway and worker reports the same queue."),
+    Panel("Jobs/s", [
+        (_rate("gateway_jobs_submitted_total", R, "route"), "submitted {{route}}"),
+        (_rate("gateway_jobs_finished_total", R, "route, status"), "{{status}} {{route}}"),
+    ], "reqps", description="Accepted (202) and finished jobs."),
+    Panel("Job latency", [
+        *((_quantile(q, "gateway_job_duration_seconds", "route", R),
+           f"p{int(q * 100)} submitted → done " + "{{route}}") for q in (0.5, 0.99)),
+        (_quantile(0.99, "gateway_job_queue_wait_seconds", "route", R),
+         "p99 queue wait {{route}}"),
+    ], "s", description="From submission to the outcome written, and the part spent "
+                        "waiting for a worker."),
+    Panel("Job webhooks", [(_rate("gateway_job_webhooks_total", "", "result"),
+                            "{{result}}")], "reqps",
+          description="Deliveries by result; `dead` ones are dead-lettered: "
+                      "GET /v1/jobs?webhook=dead lists them."),
 ]
 
 INFERENCE_SERVICES = [

@@ -120,6 +120,8 @@ def stack_routes(path: Path, backend: str, flaky: str, sentiment: str, classify:
          "upstream": "backend", "rewrite": "/", "cache": {"enabled": True, "ttl": 60}},
         {"name": "chat", "match": {"path": "/v1/chat/completions", "methods": ["POST"]},
          "llm": {"api": "chat"}},
+        {"name": "jobs", "match": {"path": "/jobs-work", "methods": ["POST"]},
+         "upstream": "backend", "rewrite": "/", "async": {}},
     ], models={"m": {"serve": [{"upstream": "llm"}],
                      "price": {"prompt": 1.0, "completion": 2.0}}})
 
@@ -172,6 +174,19 @@ def send_traffic(gateway: str, keys: dict[str, str], wave: int) -> int:
                 "model": "m", "max_tokens": 8, "stream": stream,
                 "messages": [{"role": "user", "content": "count to eight"}]})
             assert r.status_code == 200
+        # Jobs, run by the gateway's own workers: submitted, finished, their latency.
+        locations = []
+        for i in range(3):
+            r = c.post("/jobs-work", json={"i": i},
+                       headers={**bearer(keys["acme"]), "Prefer": "respond-async"})
+            assert r.status_code == 202
+            locations.append(r.headers["location"])
+        for location in locations:
+            deadline = time.monotonic() + 10
+            while c.get(location, headers=bearer(keys["acme"])).json()["status"] != \
+                    "succeeded":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
         for _ in range(5):
             assert c.post("/v1/sentiment", json={"text": "I love this"}).status_code == 200
             assert c.post("/v1/classify",
@@ -209,7 +224,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         gateway = GatewayProcess({
             "GATEWAY_REDIS_URL": redis.url, "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_RELOAD_INTERVAL": "0.1", "GATEWAY_ACCESS_LOG": "false",
-            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_JOBS_WORKERS": "2",
         }, tmp_path)
         running.append(gateway.start())
         # The scrape targets of deploy/prometheus/prometheus.yml, as loopback processes.

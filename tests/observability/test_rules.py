@@ -21,7 +21,8 @@ GATEWAY_PANELS = [
     "429s by tenant", "Cache hit ratio", "Upstream latency",
     "Upstream errors, retries, fallbacks", "Circuit state", "In-flight requests",
     "Config reload failures", "LLM tokens/s by model", "LLM spend by tenant (per hour)",
-    "LLM budget burn rate",
+    "LLM budget burn rate", "Job queue depth", "Jobs/s",
+    "Job latency", "Job webhooks",
 ]
 INFERENCE_PANELS = ["Texts/s", "Inference latency", "Batch size", "Texts/s by model version",
                     "Inference p99 by model version"]
