@@ -2,6 +2,8 @@
 JSON body over keep-alive. Raw asyncio protocol on uvloop, so it is not the bottleneck.
 
     python bench/fake_upstream.py PORT
+    python bench/fake_upstream.py PORT --echo   # answers each body with itself, and
+                                                # GET /count with how many it answered
 """
 
 from __future__ import annotations
@@ -16,6 +18,22 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
     + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
 )
+
+
+ECHO = "--echo" in sys.argv
+answered = 0
+
+
+def _reply(head: bytes, body: bytes) -> bytes:
+    global answered
+    if not ECHO:
+        return RESPONSE
+    if head.startswith(b"get /count"):
+        body = str(answered).encode()
+    else:
+        answered += 1
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -38,8 +56,9 @@ class UpstreamProtocol(asyncio.Protocol):
             total = head_end + 4 + length
             if len(self.buffer) < total:
                 return
+            body = self.buffer[head_end + 4:total]
             self.buffer = self.buffer[total:]
-            self.transport.write(RESPONSE)  # type: ignore[attr-defined]
+            self.transport.write(_reply(head, body))  # type: ignore[attr-defined]
 
 
 async def main(port: int) -> None:
