@@ -147,6 +147,9 @@ def main() -> None:
         env = {"GATEWAY_REDIS_URL": redis_url, "GATEWAY_ACCESS_LOG": "false",
                "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_JOBS_WORKERS": "0",
                "GATEWAY_JOBS_VISIBILITY_TIMEOUT": "2",
+               # On a loaded 2-core machine a reply can sit unread past the 1 s default,
+               # which the stores take for an outage (settings.py, store_timeout).
+               "GATEWAY_STORE_TIMEOUT": "3",
                "GATEWAY_ROUTES_FILE": str(workdir / "routes.yaml"),
                "GATEWAY_POLICIES_DIR": str(workdir / "policies"),
                "GATEWAY_DATA_DIR": str(workdir)}
