@@ -42,8 +42,8 @@ from gateway.pipeline import Policy
 from gateway.pipeline.authenticate import AuthenticatePolicy
 from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
-from gateway.pipeline.llm import LlmPolicy
 from gateway.pipeline.idempotency import IdempotencyPolicy
+from gateway.pipeline.llm import LlmPolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
 from gateway.pipeline.token_limit import TokenLimitPolicy
 from gateway.proxy import ProxyEndpoint
