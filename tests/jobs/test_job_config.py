@@ -71,3 +71,15 @@ def test_webhook_prefixes_must_be_absolute_http_urls_with_a_path(tmp_path, url):
     assert "tenants.t.webhooks.allowed_urls" in problem and "absolute http(s) URL" in problem
     tenants_line = yaml.safe_load((tmp_path / "policies" / "tenants.yaml").read_text())
     assert tenants_line["tenants"]["t"]["webhooks"]["allowed_urls"][1] == url
+
+
+def test_an_llm_route_cannot_run_jobs(tmp_path):
+    write_routes(tmp_path / "routes.yaml", {"main": {"targets": [{"url": "http://x:1"}]}},
+                 [{"name": "chat", "match": {"path": "/v1/chat/completions",
+                                             "methods": ["POST"]},
+                   "llm": {"api": "chat"}, "async": {}}],
+                 models={"m": {"serve": [{"upstream": "main"}]}})
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "routes.yaml", None)
+    [problem] = _problems(exc)
+    assert "routes[0].async: an llm route cannot run jobs" in problem

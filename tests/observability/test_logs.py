@@ -34,7 +34,8 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 # in the empty data dir), background watchers, shutdown.
 LIFECYCLE_LOGGERS = {"uvicorn.error"}
 LIFECYCLE_EVENTS = {"gateway_started", "signing_key_created", "credentials_reloaded",
-                    "draining"}  # SIGTERM (gateway/drain.py)
+                    "draining",  # SIGTERM (gateway/drain.py)
+                    "job_worker_started", "job_worker_stopped"}  # in-process job workers
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
