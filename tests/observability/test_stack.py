@@ -16,7 +16,8 @@ from gateway.config import load_config
 from tests.observability.stack import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"gateway", "redis", "sentiment", "classify", "embed", "prometheus", "grafana"}
+SERVICES = {"gateway", "worker", "redis", "sentiment", "classify", "embed", "prometheus",
+            "grafana"}
 
 
 def compose() -> dict[str, Any]:
@@ -47,7 +48,7 @@ def test_every_service_has_a_health_check_and_waits_for_what_it_needs() -> None:
     assert gateway["environment"]["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
     assert "--workers" in gateway["command"]
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
-    for name in ("gateway", "sentiment", "classify", "embed"):  # one image, different commands
+    for name in ("gateway", "worker", "sentiment", "classify", "embed"):  # one image
         assert services[name]["build"] == "." and services[name]["image"] == "ai-gateway:local"
     assert (ROOT / "Dockerfile").is_file()
     # Published on loopback only.
@@ -71,7 +72,7 @@ def test_mounted_files_exist_and_fit_together() -> None:
         assert f"/etc/prometheus/{rules}" in mounts
     scraped = {job["job_name"]: job["static_configs"][0]["targets"][0]
                for job in config["scrape_configs"]}
-    for job in ("gateway", "sentiment", "classify", "embed"):
+    for job in ("gateway", "worker", "sentiment", "classify", "embed"):
         host, port = scraped[job].split(":")
         assert host == job and port in str(services[job]["command"]) + str(
             services[job].get("ports", ""))
