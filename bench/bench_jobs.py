@@ -122,7 +122,7 @@ async def submit(url: str, key: str, n: int, clients: int) -> tuple[list[str], f
 
 
 def pending(r: redis.Redis) -> int:
-    return int(r.zcard("gw:jobs:pending:bench"))
+    return int(r.zcard("gw:{jobs}:pending:bench"))
 
 
 def main() -> None:
@@ -190,7 +190,7 @@ def main() -> None:
         calls = httpx.get(f"http://127.0.0.1:{up_port}/count").json()
         pipe = r.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(f"gw:job:{job_id}", "status", "created", "started", "finished",
+            pipe.hmget(f"gw:{{jobs}}:job:{job_id}", "status", "created", "started", "finished",
                        "attempts", "outcome")
         rows = pipe.execute()
         waits, dones, statuses, retaken, wrong = [], [], {}, 0, 0

@@ -117,7 +117,7 @@ class Stores:
     tokens: RateLimitStore | None = None
     vectors: VectorIndex = field(default_factory=lambda: MemoryVectorIndex())
     mux: StoreRedis | None = None  # the stores' own calls
-    blocking: aioredis.Redis | None = None  # the job queue's XREADGROUP BLOCK
+    blocking: RedisClient | None = None  # the job queue's XREADGROUP BLOCK
     live_slots: dict[str, str] = field(default_factory=dict)  # this process's: slot -> key
 
     async def refresh_forever(self) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from gateway.stores.breaker import GuardedStore, StoreBreaker
@@ -37,6 +36,7 @@ from gateway.stores.jobs import (
 )
 from gateway.stores.redis import lua_script
 from gateway.stores.redis_bridge import StoreRedis, StoreScript
+from gateway.stores.redis_ha import RedisClient
 
 # One hash tag for every key: each script touches the stream, a job and a tenant's sets
 # at once, so on a Redis Cluster they must share a slot (the queue lives on one node).
@@ -87,7 +87,7 @@ class RedisJobStore(GuardedStore):
     errors reach callers as StoreUnavailable only.
     """
 
-    def __init__(self, client: StoreRedis, breaker: StoreBreaker, blocking: aioredis.Redis,
+    def __init__(self, client: StoreRedis, breaker: StoreBreaker, blocking: RedisClient,
                  *, maxlen: int, list_keep: int):
         self.client = client
         self.breaker = breaker
@@ -187,7 +187,7 @@ class RedisJobStore(GuardedStore):
     async def take(self, consumer: str, count: int, block: float) -> list[Delivery]:
         await self._ensure_group()
         try:
-            reply = await self.blocking.execute_command(  # type: ignore[no-untyped-call]
+            reply = await self.blocking.execute_command(
                 "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
                 "BLOCK", max(1, int(min(block, BLOCK_MAX) * 1000)), "STREAMS", STREAM, ">")
         except ResponseError as exc:
