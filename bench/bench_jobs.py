@@ -27,13 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import orjson
 import redis
-from pyreqwest.client import ClientBuilder
+import wreq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -94,11 +93,12 @@ def worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess.Popen
                   str(concurrency)], "0,1", env, log=log)
 
 
-async def submit(url: str, key: str, n: int, clients: int) -> tuple[list[str], float]:
-    """Submit n jobs, `clients` at a time, with pyreqwest (httpx's pool collapses under
-    this concurrency and would measure itself: README, Performance)."""
-    client = (ClientBuilder().follow_redirects(False).gzip(False)
-              .max_connections(clients).connect_timeout(timedelta(seconds=5)).build())
+async def submit(url: str, key: str, n: int, clients: int, rate: float = 0.0
+                 ) -> tuple[list[str], float]:
+    """Submit n jobs, `clients` at a time (at most `rate` per second when given), with
+    wreq, the gateway's own client (httpx's pool collapses under this concurrency and
+    would measure itself: README, Performance)."""
+    client = wreq.Client()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     ids: list[str] = [""] * n
     next_i = 0
@@ -107,18 +107,18 @@ async def submit(url: str, key: str, n: int, clients: int) -> tuple[list[str], f
         nonlocal next_i
         while next_i < n:
             i, next_i = next_i, next_i + 1
-            request = (client.post(url + "/v1/work").headers(headers)
-                       .body_bytes(b'{"n": %d}' % i).build_streamed())
-            async with request as r:
-                body = bytes(await r.bytes())
-                if r.status != 202:
-                    raise SystemExit(f"submission {i}: {r.status} {body[:200]!r}")
-                ids[i] = orjson.loads(body)["id"]
+            if rate:  # job i leaves at t0 + i / rate
+                await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+            r = await client.post(url + "/v1/work", headers=headers,
+                                  body=b'{"n": %d}' % i)
+            body = bytes(await r.bytes())
+            if r.status.as_int() != 202:
+                raise SystemExit(f"submission {i}: {r.status} {body[:200]!r}")
+            ids[i] = orjson.loads(body)["id"]
 
-    async with client:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(submitter() for _ in range(clients)))
-        return ids, time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(submitter() for _ in range(clients)))
+    return ids, time.perf_counter() - t0
 
 
 def pending(r: redis.Redis) -> int:
@@ -131,6 +131,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16, help="executors per worker")
     parser.add_argument("--clients", type=int, default=64, help="submissions at once")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="submissions per second (default: as fast as they go); below "
+                             "the workers' capacity the queue wait is the queue's own cost")
     parser.add_argument("--kill", action="store_true",
                         help="SIGKILL a worker a quarter through, start it again")
     args = parser.parse_args()
@@ -183,7 +186,8 @@ def main() -> None:
             killed_at = kill_after[0] if kill_after else None
         else:
             t0 = time.perf_counter()
-            ids, submit_seconds = asyncio.run(submit(url, key, args.jobs, args.clients))
+            ids, submit_seconds = asyncio.run(submit(url, key, args.jobs, args.clients,
+                                                     args.rate))
         while pending(r):
             time.sleep(0.01)
         total = time.perf_counter() - t0
@@ -202,7 +206,8 @@ def main() -> None:
             body = base64.b64decode(orjson.loads(outcome)["b"])
             wrong += body != b'{"n": %d}' % i
         print(f"{args.jobs} jobs, {args.workers} workers x {args.concurrency} executors, "
-              f"{args.clients} submitting clients, Redis Streams"
+              f"{args.clients} submitting clients"
+              + (f" at {args.rate:.0f}/s" if args.rate else "") + ", Redis Streams"
               + (f", one worker SIGKILLed at {killed_at:.1f}s and restarted" if killed_at
                  else ""))
         print(f"  submissions: {args.jobs / submit_seconds:,.0f}/s through the gateway")
