@@ -128,6 +128,20 @@ def test_the_configmaps_hold_the_shipped_config_and_it_loads(rendered, tmp_path:
         assert f"http://{group}:{port}" in routes
 
 
+def test_the_workers_take_the_gateways_config_and_outlive_their_grace(rendered):
+    worker = by_kind(rendered, "Deployment")["gateway-worker"]["spec"]["template"]
+    container = worker["spec"]["containers"][0]
+    assert container["command"][:2] == ["gateway", "worker"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    fields = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    gateway_env = {e["name"]: e for e in gateway_pod(rendered)["spec"]["containers"][0]["env"]}
+    for name in ("GATEWAY_REDIS_URL", "GATEWAY_ROUTES_FILE", "GATEWAY_POLICIES_DIR"):
+        assert {e["name"]: e for e in container["env"]}[name] == gateway_env[name]
+    assert worker["spec"]["terminationGracePeriodSeconds"] > float(
+        env["GATEWAY_JOBS_SHUTDOWN_GRACE"])
+
+
 def test_redis_keeps_its_data(rendered):
     redis = by_kind(rendered, "StatefulSet")["redis"]
     args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
