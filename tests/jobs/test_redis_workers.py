@@ -155,8 +155,13 @@ def test_a_worker_killed_mid_run_loses_no_job_and_none_completes_twice(cluster):
     ids = asyncio.run(submit(gw.url, headers, bodies, "/v1/predict/slow?delay=0.02"))
     print(f"submitted in {time.monotonic() - t0:.1f}s")
     # All queued first, so that each worker runs its 16 executors full when one is killed.
-    workers = [cluster.worker(str(i)) for i in range(3)]
+    workers = [cluster.worker(str(i), GATEWAY_LOG_LEVEL="info") for i in range(3)]
     deadline = time.monotonic() + 30
+    # Every worker up (one started late would hold nothing when killed), then mid-run.
+    logs = [cluster.workdir / f"worker-{i}.log" for i in range(3)]
+    while not all(log.exists() and b"job_worker_started" in log.read_bytes() for log in logs):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     while cluster.backend.hits["/slow"] < JOBS // 4:  # mid-run: a quarter done
         assert time.monotonic() < deadline
         time.sleep(0.01)
