@@ -13,6 +13,8 @@ threads). Cases:
   full   metrics and access log on (the default configuration)
   quiet  metrics and access log off: `full` minus `quiet` is what observability costs
   logs   access log only;  metrics   metrics only
+  tenant what a tenant's request takes: `full` + an API key, the route's scope check,
+         the tier's rate limit and in-flight cap (memory), as bench_gateway.py measures
   hit    `full`, on a cached route: every request but the first is a memory cache hit
          (what the hit path itself costs; not a throughput prediction against `full`,
          whose sockets and thread wake-ups to the upstream are kernel time, not counted)
@@ -37,11 +39,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_gateway import BODY
+from bench_gateway import BODY, TENANTS, TIERS
 from bench_gateway import ROUTES as BENCH_ROUTES
+from bench_gateway import TENANT_ROUTES as BENCH_TENANT_ROUTES
 from harness import fake_upstream, free_port, start, stop, wait_port, wrk
 
-ROUTES = BENCH_ROUTES + """\
+CACHED_ROUTE = """\
   - name: cached
     match: {path: /v1/cached, methods: [POST]}
     upstream: fake
@@ -49,6 +52,8 @@ ROUTES = BENCH_ROUTES + """\
     public: true
     cache: {ttl: 3600}
 """
+ROUTES = BENCH_ROUTES + CACHED_ROUTE
+TENANT_ROUTES = BENCH_TENANT_ROUTES + CACHED_ROUTE
 # case -> (settings, path)
 CASES: dict[str, tuple[dict[str, str], str]] = {
     "full": ({}, "/v1/bench"),
@@ -56,7 +61,9 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
     "logs": ({"GATEWAY_METRICS": "false"}, "/v1/bench"),
     "metrics": ({"GATEWAY_ACCESS_LOG": "false"}, "/v1/bench"),
     "hit": ({}, "/v1/cached"),
+    "tenant": ({}, "/v1/predict"),  # `full` + API key, scope check, tier limit (memory)
 }
+TENANT_CASES = {"tenant"}
 
 
 def callgrind(pid: int, *args: str) -> None:
@@ -73,20 +80,29 @@ def _summary(dump: Path) -> int:
 def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
     """(instructions per request, requests) for one case."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-ir-"))
-    (workdir / "routes.yaml").write_text(ROUTES % up_port)
+    tenant = case in TENANT_CASES
+    (workdir / "routes.yaml").write_text((TENANT_ROUTES if tenant else ROUTES) % up_port)
     (workdir / "policies").mkdir()
     port = free_port()
     out = workdir / "callgrind.out"
     env = {"GATEWAY_PORT": str(port), "GATEWAY_ROUTES_FILE": str(workdir / "routes.yaml"),
            "GATEWAY_POLICIES_DIR": str(workdir / "policies"), "GATEWAY_DATA_DIR": str(workdir),
            "GATEWAY_LOG_FORMAT": "json", **CASES[case][0]}
+    headers = {"Content-Type": "application/json"}
+    if tenant:
+        (workdir / "policies" / "tiers.yaml").write_text(TIERS)
+        (workdir / "policies" / "tenants.yaml").write_text(TENANTS)
+        key = subprocess.run([sys.executable, "-m", "gateway", "keys", "create", "--tenant",
+                              "acme", "--scopes", "predict"], env={**os.environ, **env},
+                             capture_output=True, text=True, check=True).stdout.split()[0]
+        headers["Authorization"] = f"Bearer {key}"
     proc = start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                   f"--callgrind-out-file={out}", sys.executable, "-m", "gateway", "serve"],
                  "0", env, log=workdir / "gateway.log")
     try:
         wait_port(port, timeout=120)
         url = f"http://127.0.0.1:{port}{CASES[case][1]}"
-        wrk("warm-up", url, 16, 3, "POST", BODY, timeout=30)
+        wrk("warm-up", url, 16, 3, "POST", BODY, headers, timeout=30)
         callgrind(proc.pid, "--instr=on")
         # First the same time idle: what the background tasks (log flush, config watch,
         # health checks, metrics fold) cost, to take away from the loaded run, which
@@ -95,8 +111,7 @@ def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
         time.sleep(seconds)
         callgrind(proc.pid, "--dump")  # callgrind.out.1; dumping also zeroes the counts
         # Generous timeout: under callgrind the gateway runs ~50x slower.
-        res = wrk(case, url, 16, seconds, "POST", BODY, {"Content-Type": "application/json"},
-                  timeout=30)
+        res = wrk(case, url, 16, seconds, "POST", BODY, headers, timeout=30)
         callgrind(proc.pid, "--dump")  # callgrind.out.2
         callgrind(proc.pid, "--instr=off")
         idle, loaded = (_summary(workdir / f"callgrind.out.{n}") for n in (1, 2))

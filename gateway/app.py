@@ -50,7 +50,7 @@ from gateway.proxy import ProxyEndpoint
 from gateway.semantic import Embedder
 from gateway.settings import Settings
 from gateway.stores import Stores, open_stores
-from gateway.transport import WreqTransport
+from gateway.transport import Http1Transport
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
@@ -143,7 +143,7 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
     stores = open_stores(settings)  # memory, or Redis when GATEWAY_REDIS_URL is set
     auth = AuthService(settings)  # loads (or creates) the signing key: fails fast
     # No I/O yet: the transport's pooled clients are made on first use.
-    upstream = UpstreamClient(health, WreqTransport(settings.upstream_pool_size),
+    upstream = UpstreamClient(health, Http1Transport(settings.upstream_pool_size),
                               shadow_max_in_flight=settings.shadow_max_in_flight)
     embedder = Embedder()  # the semantic cache's client of the embeddings service
     proxy = ProxyEndpoint(holder, build_policies(settings, stores, auth, embedder), upstream)

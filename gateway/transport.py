@@ -4,30 +4,36 @@
     Transport.aclose()
 
 The upstream client (`gateway.upstream`) decides targets, retries and fallbacks; a
-transport only sends. `WreqTransport` is the production one. Unit tests of a policy or
+transport only sends. `Http1Transport` is the production one. Unit tests of a policy or
 of an upstream decision give the client a fake transport and need no sockets.
 
-wreq (Rust's hyper underneath) is the client on this hot path: it costs the fewest
-instructions per request of the clients measured (bench/compare_clients.py; README,
-Performance), and cancelling an await on it drops the request, closing its connection, so
-an upstream call whose client went away is aborted, not left running. httpx serves the
-control path (health checks, JWKS).
+`Http1Transport` speaks HTTP/1.1 on the event loop that serves the client
+(`gateway.http1`): no thread hand-off per call, which measured as the largest single
+cost of a proxied request with the Rust clients tried before (README, Performance).
+Cancelling a send aborts its connection, so an upstream call whose client went away
+stops at the upstream too. httpx serves the control path (health checks, JWKS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
+import ssl
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Protocol
-
-import wreq
-import wreq.exceptions as wx
-from wreq.header import HeaderMap
-from wreq.redirect import Policy
+from urllib.parse import urlsplit
 
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.http1 import (
+    ConnectionLost,
+    Http1Connection,
+    content_length,
+    is_event_stream,
+    request_head,
+    send_chunked,
+)
 from gateway.proxy_response import ProxyResponse
 from gateway.upstream_rules import Failure, answer_headers
 
@@ -35,8 +41,13 @@ from gateway.upstream_rules import Failure, answer_headers
 # larger, unsized and SSE answers stream through.
 BUFFER_LIMIT = 256 * 1024
 READ_TIMEOUT_MARGIN = 0.5  # seconds
+# RFC 9110 §9.2.2: a request of these methods may be sent again on a new connection
+# when a pooled one closed before any of the answer came (an upstream closing an idle
+# connection as the request went out); a POST never is.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 Body = bytes | AsyncIterable[bytes] | None
+Origin = tuple[str, str, int, ssl.SSLContext | None]  # host header, host, port, TLS
 
 
 @dataclass(slots=True)
@@ -67,79 +78,141 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class WreqTransport:
-    """Pooled wreq clients, one per distinct (connect, total) timeout pair, made on first
-    use and kept: its connect and read timeouts are client settings, so routes with the
-    same timeouts share one connection pool."""
+class Http1Transport:
+    """HTTP/1.1 keep-alive connections pooled per origin, at most `pool_size` in use at
+    once (from the send until the answer is read or its stream released). Idle ones are
+    kept up to `IDLE_SECONDS`, under common upstream keep-alive limits (uvicorn: 5 s), so
+    the pool does not hand out connections the upstream is closing."""
+
+    IDLE_SECONDS = 4.0
 
     def __init__(self, pool_size: int = 512):
         self.pool_size = pool_size
-        self._clients: dict[tuple[float, float], wreq.Client] = {}
-        # The client's pool size bounds idle connections only; this bounds those in use
-        # (from the send until the answer is read or its stream released).
+        self._idle: dict[str, list[Http1Connection]] = {}
         self._in_use = asyncio.Semaphore(pool_size)
-
-    def _client(self, connect: float, total: float) -> wreq.Client:
-        client = self._clients.get((connect, total))
-        if client is None:
-            client = self._clients[(connect, total)] = wreq.Client(
-                redirect=Policy.none(),
-                # Bodies pass through as the upstream encoded them.
-                gzip=False, brotli=False, zstd=False, deflate=False,
-                connect_timeout=timedelta(seconds=connect),
-                # Bounds silence inside a streamed answer. The deadline for the answer's
-                # head (and small bodies) is send's; the margin lets that one fire first.
-                read_timeout=timedelta(seconds=total + READ_TIMEOUT_MARGIN),
-                # Idle sockets go before common upstream keep-alive limits (uvicorn: 5 s),
-                # so the pool does not hand out connections the upstream is closing.
-                pool_idle_timeout=timedelta(seconds=4),
-                pool_max_size=self.pool_size,
-                user_agent="ai-gateway",
-            )
-        return client
+        self._origins: dict[str, Origin] = {}
+        self._tls: ssl.SSLContext | None = None
 
     async def aclose(self) -> None:
-        # wreq closes a client's pooled connections when the client is dropped.
-        self._clients.clear()
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
 
     async def send(self, request: UpstreamRequest) -> ProxyResponse:
-        client = self._client(request.connect_timeout, request.total_timeout)
+        scheme, sep, rest = request.url.partition("://")
+        authority, slash, path = rest.partition("/")
+        origin_key = f"{scheme}://{authority}"
+        origin = self._origins.get(origin_key) or self._origin(origin_key)
         body = request.body
-        sent: bytes | AsyncIterator[bytes] | None = (
-            body if body is None or isinstance(body, bytes) else _generator(body))
-        resp: wreq.Response | None = None
+        streamed = body is not None and not isinstance(body, bytes)
+        head = request_head(request.method, slash + path if slash else "/", origin[0],
+                            request.headers, None if streamed else len(body or b""))
         slots = self._in_use
+        conn: Http1Connection | None = None
         held = False
         try:
             async with asyncio.timeout(request.total_timeout):
                 await slots.acquire()  # at once while below the cap
                 held = True
-                # Cancelling this await (deadline, client gone) drops the request in
-                # the client: its connection is closed, so the upstream sees it.
-                resp = await client.request(_METHODS[request.method], request.url,
-                                            headers=_header_map(request.headers), body=sent)
-                length_header = resp.headers.get("content-length")
-                length = int(length_header) if length_header is not None else None
-                content_type = resp.headers.get("content-type")
-                if (length is not None and length <= BUFFER_LIMIT
-                        and (content_type is None
-                             or not bytes(content_type).startswith(b"text/event-stream"))):
-                    data = bytes(await resp.bytes())
+                conn = self._pooled(origin_key)
+                if conn is None:
+                    conn = await self._connect(origin_key, origin, request.connect_timeout)
+                try:
+                    await self._exchange(conn, request, head)
+                except ConnectionLost:
+                    if not (conn.used and not conn.got_bytes and not streamed
+                            and request.method in IDEMPOTENT):
+                        raise
+                    conn = await self._connect(origin_key, origin, request.connect_timeout)
+                    await self._exchange(conn, request, head)
+                length = content_length(conn.headers)
+                if conn.done or (length is not None and length <= BUFFER_LIMIT
+                                 and not is_event_stream(conn.headers)):
+                    data = await conn.body()
+                    answered, conn = conn, None
+                    self._give_back(answered)
                     held = False
                     slots.release()
-                    headers_out = answer_headers(resp.headers)
+                    headers_out = answer_headers(answered.headers)
                     headers_out.append((b"content-length", str(len(data)).encode()))
-                    return ProxyResponse(resp.status.as_int(), headers_out, body=data)
+                    return ProxyResponse(answered.status, headers_out, body=data)
         except BaseException as exc:
             if held:
                 slots.release()
-            if resp is not None:
-                await resp.close()
+            if conn is not None:
+                conn.abort()  # unfinished: the upstream sees the connection close
             raise _map_error(exc, request) from None
-        headers_out = answer_headers(resp.headers)
+        return self._streamed(conn, length, request.total_timeout + READ_TIMEOUT_MARGIN)
+
+    @staticmethod
+    async def _exchange(conn: Http1Connection, request: UpstreamRequest, head: bytes
+                        ) -> None:
+        """Send the request; return once the answer's head is in."""
+        body = request.body
+        if body is None or isinstance(body, bytes):
+            conn.begin(head, body, request.method == "HEAD")
+        else:
+            conn.begin(head, None, request.method == "HEAD")
+            await send_chunked(conn, body)
+        await conn.head()
+
+    def _origin(self, key: str) -> Origin:
+        parts = urlsplit(key)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AttemptFailed(Failure("connect", UpstreamError(UpstreamError.CONNECT_FAILED)))
+        tls = None
+        if parts.scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            tls = self._tls
+        origin = self._origins[key] = (parts.netloc, parts.hostname, parts.port
+                                       or (443 if tls else 80), tls)
+        return origin
+
+    async def _connect(self, key: str, origin: Origin, seconds: float) -> Http1Connection:
+        loop = asyncio.get_running_loop()
+        _, host, port, tls = origin
+        try:
+            async with asyncio.timeout(seconds):
+                _, conn = await loop.create_connection(lambda: Http1Connection(key),
+                                                       host, port, ssl=tls)
+        except TimeoutError:
+            raise AttemptFailed(Failure("connect", UpstreamTimeout(
+                UpstreamTimeout.CONNECT.format(seconds=seconds)))) from None
+        except OSError:
+            raise AttemptFailed(Failure("connect", UpstreamError(
+                UpstreamError.CONNECT_FAILED))) from None
+        return conn
+
+    def _pooled(self, key: str) -> Http1Connection | None:
+        conns = self._idle.get(key)
+        if not conns:
+            return None
+        oldest = time.monotonic() - self.IDLE_SECONDS
+        while conns:
+            conn = conns.pop()  # the most recently used: the least likely to be closing
+            if not conn.closed and conn.idle_since > oldest and not _readable(conn):
+                return conn
+            conn.close()
+        return None
+
+    def _give_back(self, conn: Http1Connection) -> None:
+        if conn.reusable():
+            conn.mark_idle()
+            conns = self._idle.setdefault(conn.origin, [])
+            if len(conns) < self.pool_size:
+                conns.append(conn)
+                return
+        conn.close()
+
+    def _streamed(self, conn: Http1Connection, length: int | None, silence: float
+                  ) -> ProxyResponse:
+        slots = self._in_use
+        held = True
+        headers_out = answer_headers(conn.headers)
         if length is not None:
             headers_out.append((b"content-length", str(length).encode()))
-        streamed = resp
 
         def free() -> None:
             nonlocal held
@@ -149,52 +222,47 @@ class WreqTransport:
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                # No read-ahead: an SSE event reaches the client as soon as it arrives.
-                async with streamed.stream() as stream:
-                    async for chunk in stream:
-                        yield bytes(chunk)
+                while True:
+                    try:  # bounds silence inside the answer, as a read timeout would
+                        async with asyncio.timeout(silence):
+                            chunk = await conn.chunk()
+                    except TimeoutError:
+                        raise UpstreamTimeout(UpstreamTimeout.ANSWER.format(
+                            seconds=silence)) from None
+                    if chunk is None:
+                        self._give_back(conn)
+                        return
+                    yield chunk
             finally:
+                if not conn.done:
+                    conn.abort()
                 free()  # also when a stream nobody released is garbage-collected
 
         async def release() -> None:
             free()
-            await streamed.close()  # a connection with an unread body is closed, not pooled
+            if not conn.done:
+                conn.abort()  # a connection with an unread body is closed, not pooled
 
-        return ProxyResponse(resp.status.as_int(), headers_out, stream=chunks(),
-                             release=release)
-
-
-_METHODS = {name: getattr(wreq.Method, name)
-            for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
+        return ProxyResponse(conn.status, headers_out, stream=chunks(), release=release)
 
 
-def _header_map(headers: list[tuple[str, str]]) -> dict[str, str] | HeaderMap:
-    """A dict when every name is distinct (the usual case, and the cheaper one to pass),
-    otherwise a multi-valued map so that a repeated header is sent as often as received."""
-    as_dict = dict(headers)
-    if len(as_dict) == len(headers):
-        return as_dict
-    multi = HeaderMap()
-    for name, value in headers:
-        multi.append(name, value)
-    return multi
-
-
-async def _generator(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    async for chunk in body:  # the client takes async generators, not any iterable
-        yield chunk
+def _readable(conn: Http1Connection) -> bool:
+    """Whether an idle connection has something to read: its upstream's close, most
+    likely, not yet seen by the loop (an idle connection owes nothing else)."""
+    sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
+    if sock is None:
+        return False
+    try:
+        return bool(select.select([sock.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _map_error(exc: BaseException, request: UpstreamRequest) -> BaseException:
-    """The one place client errors become gateway failures (anything else passes as is)."""
-    if isinstance(exc, wx.ConnectionError):  # the request never left: refused, timed out
-        if "TimedOut" in str(exc):
-            return AttemptFailed(Failure("connect", UpstreamTimeout(
-                UpstreamTimeout.CONNECT.format(seconds=request.connect_timeout))))
-        return AttemptFailed(Failure("connect", UpstreamError(UpstreamError.CONNECT_FAILED)))
-    if isinstance(exc, (TimeoutError, wx.TimeoutError)):  # the deadline, or a read timeout
+    """The one place connection errors become gateway failures (others pass as is)."""
+    if isinstance(exc, TimeoutError):  # the answer's deadline
         return AttemptFailed(Failure("timeout", UpstreamTimeout(
             UpstreamTimeout.ANSWER.format(seconds=request.total_timeout))))
-    if isinstance(exc, (wx.RequestError, wx.BodyError, wx.ConnectionResetError)):
+    if isinstance(exc, (ConnectionLost, ConnectionError)):
         return AttemptFailed(Failure("reset", UpstreamError(UpstreamError.RESET)))
     return exc

@@ -9,7 +9,7 @@ import contextlib
 
 import pytest
 
-from gateway.transport import AttemptFailed, UpstreamRequest, WreqTransport
+from gateway.transport import AttemptFailed, UpstreamRequest, Http1Transport
 
 
 class Upstream:
@@ -60,7 +60,7 @@ def test_at_most_pool_size_requests_are_in_use_at_once():
     async def scenario() -> tuple[list[int], int]:
         upstream = Upstream(delay=0.2)
         server, url = await serve(upstream)
-        transport = WreqTransport(pool_size=2)
+        transport = Http1Transport(pool_size=2)
         answers = await asyncio.gather(*(transport.send(request(url + "/x"))
                                          for _ in range(6)))
         server.close()
@@ -75,7 +75,7 @@ def test_a_stream_holds_its_place_until_released():
     async def scenario() -> tuple[bool, int]:
         upstream = Upstream(delay=0.0)
         server, url = await serve(upstream)
-        transport = WreqTransport(pool_size=1)
+        transport = Http1Transport(pool_size=1)
         streamed = await transport.send(request(url + "/sse"))
         assert streamed.stream is not None and streamed.release is not None
         waiting = asyncio.ensure_future(transport.send(request(url + "/fast")))
@@ -93,7 +93,7 @@ def test_a_cancelled_send_closes_its_connection():
     async def scenario() -> int:
         upstream = Upstream(delay=5.0)
         server, url = await serve(upstream)
-        transport = WreqTransport()
+        transport = Http1Transport()
         sending = asyncio.ensure_future(transport.send(request(url + "/slow")))
         await asyncio.sleep(0.2)
         sending.cancel()
@@ -118,7 +118,7 @@ def test_failures_are_told_apart(where, kind):
             server.close()
             await server.wait_closed()
         try:
-            await WreqTransport().send(request(url + "/slow", total=0.3))
+            await Http1Transport().send(request(url + "/slow", total=0.3))
         except AttemptFailed as exc:
             return exc.failure.kind
         finally:

@@ -29,7 +29,7 @@ from gateway.jobs.service import JobService
 from gateway.metrics import GatewayMetrics, StateSources
 from gateway.settings import Settings
 from gateway.stores import open_stores
-from gateway.transport import WreqTransport
+from gateway.transport import Http1Transport
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
 
@@ -48,7 +48,7 @@ async def run_worker(settings: Settings, concurrency: int, metrics_port: int | N
     config = load_config(settings.routes_file, settings.policies_dir)  # ConfigError: main
     holder = ConfigHolder(config)
     health = TargetHealth()
-    upstream = UpstreamClient(health, WreqTransport(settings.upstream_pool_size),
+    upstream = UpstreamClient(health, Http1Transport(settings.upstream_pool_size),
                               shadow_max_in_flight=settings.shadow_max_in_flight)
     stores = open_stores(settings)
     keys = open_key_store(settings.data_dir, stores.redis)
