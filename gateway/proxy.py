@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Sequence
 from functools import partial
+from typing import Any
 
 import structlog
 from starlette.types import Message, Receive, Scope, Send
@@ -157,13 +158,59 @@ class ProxyEndpoint:
 
 
 async def _run_cleanups(ctx: RequestContext) -> None:
-    """Run the request's cleanups once, whatever they raise."""
+    """Run the request's cleanups once, whatever they raise.
+
+    A cleanup that finishes without suspending (an in-memory release) runs inline: a
+    cancellation cannot interrupt code that never awaits. One that suspends (a Redis
+    call) is finished in a task of its own, shielded, so a cancellation of this request
+    cannot cut it off half-way. Most requests so save a task and a loop iteration.
+    """
     cleanups, ctx.cleanups = ctx.cleanups, []
+    cancelled = None
     for cleanup in cleanups:
         try:
-            await asyncio.shield(cleanup())
+            coro = cleanup()
+            try:
+                waiting_on = coro.send(None)
+            except StopIteration:
+                continue
+            await asyncio.shield(_resume(coro, waiting_on))
+        except asyncio.CancelledError as exc:
+            cancelled = exc  # the shielded one goes on; so do the cleanups after it
         except Exception:
             log.exception("cleanup_failed")
+    if cancelled is not None:
+        raise cancelled
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    await _Resumed(coro, waiting_on)
+
+
+class _Resumed:
+    """Awaitable that goes on with a coroutine already stepped once (what `await coro`
+    would have done from there): `waiting_on` is what its first step yielded."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any):
+        self.coro, self.waiting_on = coro, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, yielded = self.coro, self.waiting_on
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # a cancellation, thrown into the coroutine
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration:
+                    return
 
 
 async def _read_whole(receive: Receive, limit: int) -> bytes:

@@ -127,8 +127,10 @@ class Http1Transport:
                     conn = await self._connect(origin_key, origin, request.connect_timeout)
                     await self._exchange(conn, request, head)
                 length = content_length(conn.headers)
-                if conn.done or (length is not None and length <= BUFFER_LIMIT
-                                 and not is_event_stream(conn.headers)):
+                # An event stream always streams (the LLM usage reader follows its
+                # events), even one whose events all came at once.
+                if (conn.done or (length is not None and length <= BUFFER_LIMIT)) \
+                        and not is_event_stream(conn.headers):
                     data = await conn.body()
                     answered, conn = conn, None
                     self._give_back(answered)

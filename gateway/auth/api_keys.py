@@ -135,7 +135,11 @@ def verify_key(presented: str, lookup: Any, now: float) -> ApiKeyRecord:
 
     Cost on the request path: one split, one dict lookup, one SHA-256, one compare.
     """
-    parts = split_key(presented)
+    return verify_split(split_key(presented), lookup, now)
+
+
+def verify_split(parts: tuple[str, str] | None, lookup: Any, now: float) -> ApiKeyRecord:
+    """`verify_key` of a key already split by `split_key`."""
     if parts is None:
         raise Unauthenticated(INVALID_KEY)
     record: ApiKeyRecord | None = lookup(parts[0])

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import structlog
 
-from gateway.auth.api_keys import split_key, verify_key
+from gateway.auth.api_keys import ApiKeyRecord, split_key, verify_split
 from gateway.auth.jwks import IssuerKeys
 from gateway.auth.key_store import KeyStore, open_key_store, watch
 from gateway.auth.oauth_clients import OAuthClientRecord
@@ -31,6 +31,7 @@ log = structlog.get_logger("gateway.auth")
 
 STORE_STALE = "credentials cannot be checked right now"
 MISS_REFRESH_INTERVAL = 0.1  # seconds between store re-checks caused by unknown key ids
+MAX_CACHED_PRINCIPALS = 100_000  # past this many keys in use, the cache starts over
 
 
 def signing_key_path(settings: Settings) -> Path:
@@ -52,6 +53,7 @@ class AuthService:
                                       self.client, own_by_key=not settings.token_issuer)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_miss_refresh = 0.0
+        self._principals: dict[str, tuple[ApiKeyRecord, Principal]] = {}
 
     async def start(self, redis: RedisClient | None, http: httpx.AsyncClient) -> None:
         s = self.settings
@@ -125,9 +127,18 @@ class AuthService:
         parts = split_key(presented)
         if parts is not None and store.key(parts[0]) is None:
             await self._refresh_after_miss(store)
-        record = verify_key(presented, store.key, time.time())
-        return Principal(tenant_id=record.tenant_id, credential_id=record.key_id,
-                         kind="api_key", scopes=frozenset(record.scopes))
+        record = verify_split(parts, store.key, time.time())
+        # One Principal per stored record (nothing writes to a principal): a key's
+        # requests share it until the record changes (rotation, revocation, reload).
+        known = self._principals.get(record.key_id)
+        if known is not None and known[0] is record:
+            return known[1]
+        principal = Principal(tenant_id=record.tenant_id, credential_id=record.key_id,
+                              kind="api_key", scopes=frozenset(record.scopes))
+        if len(self._principals) >= MAX_CACHED_PRINCIPALS:
+            self._principals.clear()
+        self._principals[record.key_id] = (record, principal)
+        return principal
 
     async def _refresh_after_miss(self, store: KeyStore) -> None:
         """Re-check the store for an id the snapshot lacks (at most every 100 ms, so a

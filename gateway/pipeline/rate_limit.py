@@ -36,7 +36,8 @@ from gateway.stores.rate_limits import (
 
 TOO_MANY = "rate limit of {limit} exceeded"
 TOO_MANY_IN_FLIGHT = "more than {limit} requests in flight"
-Plan = tuple[EffectiveLimits, tuple[Check, ...], tuple[str, int] | None]
+# (limits, checks, in-flight cap, each check's RateLimit-Limit value): built once
+Plan = tuple[EffectiveLimits, tuple[Check, ...], tuple[str, int] | None, tuple[bytes, ...]]
 
 
 def _seconds(micros: int) -> int:
@@ -49,7 +50,7 @@ def plan_for(tenant: str, route: str, limits: EffectiveLimits) -> Plan:
     checks = (*(limit_check(item, tenant_scope(tenant)) for item in limits.rate),
               *(limit_check(item, route_scope(tenant, route)) for item in limits.route_rate))
     cap = None if limits.max_in_flight is None else (tenant, limits.max_in_flight)
-    return limits, checks, cap
+    return limits, checks, cap, tuple(str(check.amount).encode() for check in checks)
 
 
 class RateLimitPolicy(Policy):
@@ -78,7 +79,7 @@ class RateLimitPolicy(Policy):
         plan = self._plans.get((tenant, route))
         if plan is None or plan[0] is not limits:
             plan = self._plans[(tenant, route)] = plan_for(tenant, route, limits)
-        _, checks, cap = plan
+        _, checks, cap, amounts = plan
         try:
             got = await self.store.charge(checks, limits.cost, cap)
         except StoreUnavailable:
@@ -88,18 +89,18 @@ class RateLimitPolicy(Policy):
         if got.slot is not None:
             self._hold(ctx, tenant, got.slot)
         if got.verdict < 0:
-            self._headers(ctx, limits, checks, got, admitted=False)
+            self._headers(ctx, limits, amounts, got, admitted=False)
             raise RateLimited(TOO_MANY_IN_FLIGHT.format(limit=limits.max_in_flight), 1)
         if got.verdict > 0:
             # Every limit was decided: answer with the one that frees last, or a client
             # honouring Retry-After comes back while another limit still refuses it.
             found = got.limits
             i = max(range(len(found)), key=lambda n: found[n].retry)
-            self._headers(ctx, limits, checks, got, admitted=False, refused=i)
+            self._headers(ctx, limits, amounts, got, admitted=False, refused=i)
             item = (*limits.rate, *limits.route_rate)[i]
             raise RateLimited(TOO_MANY.format(limit=item),
                               max(1, _seconds(got.limits[i].retry)))
-        self._headers(ctx, limits, checks, got, admitted=True)
+        self._headers(ctx, limits, amounts, got, admitted=True)
         return None
 
     def _hold(self, ctx: RequestContext, tenant: str, slot: str) -> None:
@@ -116,21 +117,23 @@ class RateLimitPolicy(Policy):
         ctx.cleanups.append(release)
 
     @staticmethod
-    def _headers(ctx: RequestContext, limits: EffectiveLimits, checks: tuple[Check, ...],
+    def _headers(ctx: RequestContext, limits: EffectiveLimits, amounts: tuple[bytes, ...],
                  got: Charge, admitted: bool, refused: int | None = None) -> None:
         """RateLimit-* for the limit closest to exhaustion (the refusing one on a 429):
         what this request's charge left (admitted) or found (refused)."""
         found = got.limits
         if not found:
             return
-        if refused is None:
+        if refused is None and len(found) == 1:
+            refused = 0
+        elif refused is None:
             refused = min(range(len(found)),
                           key=lambda n: found[n].left if admitted else found[n].left_now)
         st: LimitState = found[refused]
         left, reset = (st.left, st.reset) if admitted else (st.left_now, st.reset_now)
         ctx.rate_limit_remaining = left = max(0, left)
         ctx.response_headers += [
-            (b"ratelimit-limit", str(checks[refused].amount).encode()),
+            (b"ratelimit-limit", amounts[refused]),
             (b"ratelimit-remaining", str(left).encode()),
             (b"ratelimit-reset", str(_seconds(reset)).encode()),
             (b"ratelimit-policy", limits.policy_header),
