@@ -126,3 +126,136 @@ def test_failures_are_told_apart(where, kind):
         return "answered"
 
     assert asyncio.run(scenario()) == kind
+
+
+# -- HTTP/1.1 framing the upstream may choose ----------------------------------------------
+
+async def raw_server(answer: bytes, close: bool = True, requests: list[bytes] | None = None
+                     ) -> tuple[asyncio.Server, str]:
+    """Answers every request on a connection with `answer` (then closes, if `close`);
+    records each request's head and body in `requests`."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = b""
+                if b"transfer-encoding: chunked" in head.lower():
+                    while True:
+                        size = int((await reader.readline()).strip(), 16)
+                        body += (await reader.readexactly(size + 2))[:-2]
+                        if size == 0:
+                            break
+                elif b"content-length:" in head.lower():
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                if requests is not None:
+                    requests.append(head + body)
+                writer.write(answer)
+                await writer.drain()
+                if close:
+                    break
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def send_once(answer: bytes, method: str = "GET", body=None, close: bool = True,
+              headers: list[tuple[str, str]] | None = None
+              ) -> tuple[int, bytes, list[bytes]]:
+    async def scenario() -> tuple[int, bytes, list[bytes]]:
+        seen: list[bytes] = []
+        server, url = await raw_server(answer, close, seen)
+        transport = Http1Transport()
+        try:
+            r = await asyncio.wait_for(transport.send(UpstreamRequest(
+                method, url + "/x", headers or [], body, 1.0, 2.0)), 3)
+            data = r.body if r.body is not None else b"".join([c async for c in r.stream])
+            return r.status, data, seen
+        finally:
+            await transport.aclose()
+            server.close()
+
+    return asyncio.run(scenario())
+
+
+def test_an_answer_framed_by_the_connection_closing_is_read_to_its_end():
+    status, data, _ = send_once(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+    assert (status, data) == (200, b"until the end")
+
+
+def test_a_head_answer_declaring_a_body_does_not_wait_for_it():
+    status, data, _ = send_once(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+                                method="HEAD", close=False)
+    assert (status, data) == (200, b"")
+
+
+def test_an_informational_answer_is_skipped():
+    status, data, _ = send_once(b"HTTP/1.1 100 Continue\r\n\r\n"
+                                b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok")
+    assert (status, data) == (201, b"ok")
+
+
+def test_a_streamed_body_is_sent_chunked_and_arrives_whole():
+    async def parts():
+        for part in (b"one,", b"", b"two,", b"three"):
+            yield part
+
+    status, _, seen = send_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                                method="POST", body=parts())
+    assert status == 200
+    assert seen[0].lower().count(b"transfer-encoding: chunked") == 1
+    assert b"content-length" not in seen[0].lower()
+    assert seen[0].endswith(b"\r\n\r\none,two,three")
+
+
+def test_a_header_value_with_a_line_break_is_not_sent():
+    _, _, seen = send_once(b"HTTP/1.1 204 No Content\r\n\r\n", headers=[
+        ("x-ok", "1"), ("x-evil", "a\r\nx-injected: 1")])
+    assert b"x-ok: 1\r\n" in seen[0] and b"x-injected" not in seen[0]
+
+
+def test_a_pooled_connection_the_upstream_closed_is_not_used_for_a_post():
+    """The upstream closes each connection after answering, without saying so: the next
+    POST (which may never be sent twice) goes out on a new connection, not the dead one."""
+    async def scenario() -> list[int]:
+        server, url = await raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        transport = Http1Transport()
+        statuses = []
+        for _ in range(3):
+            r = await transport.send(UpstreamRequest("POST", url + "/x", [], b"{}", 1.0, 2.0))
+            statuses.append(r.status)
+            await asyncio.sleep(0.05)  # the upstream's close reaches this side meanwhile
+        await transport.aclose()
+        server.close()
+        return statuses
+
+    assert asyncio.run(scenario()) == [200, 200, 200]
+
+
+def test_connections_are_reused_when_the_upstream_keeps_them():
+    async def scenario() -> int:
+        connections = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            try:
+                while await reader.readuntil(b"\r\n\r\n"):
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            except (OSError, asyncio.IncompleteReadError):
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        transport = Http1Transport()
+        for _ in range(20):
+            assert (await transport.send(request(url + "/x"))).body == b"ok"
+        await transport.aclose()
+        server.close()
+        return connections
+
+    assert asyncio.run(scenario()) == 1
