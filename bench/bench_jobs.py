@@ -32,7 +32,6 @@ from pathlib import Path
 import httpx
 import orjson
 import redis
-import wreq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +39,7 @@ from bench.harness import ROOT, free_port, gateway, redis_server, start, stop, w
 from gateway.auth.api_keys import issue_key
 from gateway.auth.key_store import RedisKeyStore
 from gateway.stores import connect_redis
+from gateway.transport import Http1Transport, UpstreamRequest
 
 ROUTES = """version: 1
 upstreams:
@@ -96,10 +96,10 @@ def worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess.Popen
 async def submit(url: str, key: str, n: int, clients: int, rate: float = 0.0
                  ) -> tuple[list[str], float]:
     """Submit n jobs, `clients` at a time (at most `rate` per second when given), with
-    wreq, the gateway's own client (httpx's pool collapses under this concurrency and
-    would measure itself: README, Performance)."""
-    client = wreq.Client()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    the gateway's own upstream transport (httpx's pool collapses under this concurrency
+    and would measure itself: README, Performance)."""
+    client = Http1Transport()
+    headers = [("Authorization", f"Bearer {key}"), ("Content-Type", "application/json")]
     ids: list[str] = [""] * n
     next_i = 0
 
@@ -109,10 +109,10 @@ async def submit(url: str, key: str, n: int, clients: int, rate: float = 0.0
             i, next_i = next_i, next_i + 1
             if rate:  # job i leaves at t0 + i / rate
                 await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
-            r = await client.post(url + "/v1/work", headers=headers,
-                                  body=b'{"n": %d}' % i)
-            body = bytes(await r.bytes())
-            if r.status.as_int() != 202:
+            r = await client.send(UpstreamRequest("POST", url + "/v1/work", headers,
+                                                  b'{"n": %d}' % i, 5.0, 30.0))
+            body = r.body or b""
+            if r.status != 202:
                 raise SystemExit(f"submission {i}: {r.status} {body[:200]!r}")
             ids[i] = orjson.loads(body)["id"]
 

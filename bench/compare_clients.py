@@ -3,9 +3,11 @@
     python bench/compare_clients.py [--requests 20000] [--concurrency 64]
 
 Sends the same small POST (the headers the gateway forwards) to a fast fake upstream
-from one process pinned to one core, with httpx, aiohttp, pyreqwest, pyqwest and rnet (the
-last three Rust reqwest/hyper underneath), and prints requests/s and CPU microseconds per
-request (process CPU, so client threads count). `--rounds N` repeats the clients in
+from one process pinned to one core, with the gateway's own transport (HTTP/1.1 on the
+event loop, gateway/http1.py), httpx, aiohttp, pyreqwest, pyqwest, rnet and wreq (the
+last four Rust reqwest/hyper underneath), and prints requests/s and CPU microseconds per
+request (process CPU, so client threads count). Only httpx comes with the gateway; the
+others are for comparison: `pip install aiohttp pyreqwest pyqwest rnet wreq`. `--rounds N` repeats the clients in
 alternating order, since one round on a shared machine says little.
 
 Instructions per request, which a loaded machine does not move: run one client under
@@ -20,18 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import aiohttp
 import httpx
-import pyqwest
-import rnet
 import uvloop
-import wreq
-from harness import fake_upstream, stop
-from pyreqwest.client import ClientBuilder
+from harness import ROOT, fake_upstream, stop
+
+sys.path.insert(0, str(ROOT))
+from gateway.transport import Http1Transport, UpstreamRequest  # noqa: E402
 
 BODY = b'{"text": "I love this product"}'
 HEADERS = [("content-type", "application/json"), ("x-request-id", "abc"),
@@ -64,7 +65,18 @@ async def with_httpx(url: str, n: int, c: int) -> None:
         await measure("httpx", one, n // 4, c)  # slow: a quarter of the requests
 
 
+async def with_gateway(url: str, n: int, c: int) -> None:
+    transport = Http1Transport()
+
+    async def one() -> int:
+        r = await transport.send(UpstreamRequest("POST", url, HEADERS, BODY, 1.0, 10.0))
+        return r.status
+    await measure("gateway", one, n, c)
+    await transport.aclose()
+
+
 async def with_aiohttp(url: str, n: int, c: int) -> None:
+    import aiohttp
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512),
                                      auto_decompress=False) as session:
         async def one() -> int:
@@ -75,6 +87,7 @@ async def with_aiohttp(url: str, n: int, c: int) -> None:
 
 
 async def with_pyreqwest(url: str, n: int, c: int) -> None:
+    from pyreqwest.client import ClientBuilder
     client = (ClientBuilder().follow_redirects(False).gzip(False)
               .connect_timeout(timedelta(seconds=1)).build())
     async with client:
@@ -87,6 +100,7 @@ async def with_pyreqwest(url: str, n: int, c: int) -> None:
 
 
 async def with_pyqwest(url: str, n: int, c: int) -> None:
+    import pyqwest
     transport = pyqwest.HTTPTransport(connect_timeout=1, follow_redirects=False,
                                       enable_gzip=False, enable_brotli=False,
                                       enable_zstd=False, enable_otel=False)
@@ -102,6 +116,7 @@ async def with_pyqwest(url: str, n: int, c: int) -> None:
 
 
 async def with_rnet(url: str, n: int, c: int) -> None:
+    import rnet
     client = rnet.Client(allow_redirects=False, gzip=False, brotli=False, zstd=False,
                          deflate=False)
 
@@ -113,6 +128,7 @@ async def with_rnet(url: str, n: int, c: int) -> None:
 
 
 async def with_wreq(url: str, n: int, c: int) -> None:
+    import wreq
     client = wreq.Client()
 
     async def one() -> int:
@@ -122,8 +138,9 @@ async def with_wreq(url: str, n: int, c: int) -> None:
     await measure("wreq", one, n, c)
 
 
-CLIENTS = {"httpx": with_httpx, "aiohttp": with_aiohttp, "pyreqwest": with_pyreqwest,
-           "pyqwest": with_pyqwest, "rnet": with_rnet, "wreq": with_wreq}
+CLIENTS = {"gateway": with_gateway, "httpx": with_httpx, "aiohttp": with_aiohttp,
+           "pyreqwest": with_pyreqwest, "pyqwest": with_pyqwest, "rnet": with_rnet,
+           "wreq": with_wreq}
 
 
 def main() -> None:
@@ -142,7 +159,10 @@ def main() -> None:
     try:
         for i in range(args.rounds):
             for run in (runs if i % 2 == 0 else runs[::-1]):
-                uvloop.run(run(url, args.requests, args.concurrency))
+                try:
+                    uvloop.run(run(url, args.requests, args.concurrency))
+                except ImportError as exc:
+                    print(f"{run.__name__[5:]:<10} not installed ({exc.name})", flush=True)
     finally:
         stop(proc)
 

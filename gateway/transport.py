@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import certifi
+
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.http1 import (
     ConnectionLost,
@@ -86,12 +88,13 @@ class Http1Transport:
 
     IDLE_SECONDS = 4.0
 
-    def __init__(self, pool_size: int = 512):
+    def __init__(self, pool_size: int = 512, tls: ssl.SSLContext | None = None):
         self.pool_size = pool_size
         self._idle: dict[str, list[Http1Connection]] = {}
         self._in_use = asyncio.Semaphore(pool_size)
         self._origins: dict[str, Origin] = {}
-        self._tls: ssl.SSLContext | None = None
+        # https upstreams: certifi's roots, as httpx (the control path) has them.
+        self._tls = tls
 
     async def aclose(self) -> None:
         for conns in self._idle.values():
@@ -166,7 +169,7 @@ class Http1Transport:
         tls = None
         if parts.scheme == "https":
             if self._tls is None:
-                self._tls = ssl.create_default_context()
+                self._tls = ssl.create_default_context(cafile=certifi.where())
             tls = self._tls
         origin = self._origins[key] = (parts.netloc, parts.hostname, parts.port
                                        or (443 if tls else 80), tls)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import ssl
 
 import pytest
 
@@ -163,6 +166,13 @@ async def raw_server(answer: bytes, close: bool = True, requests: list[bytes] | 
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
+async def settle(transport: Http1Transport, server: asyncio.Server) -> None:
+    """Close both sides and let the server's handlers see it before the loop ends."""
+    await transport.aclose()
+    server.close()
+    await asyncio.sleep(0.05)
+
+
 def send_once(answer: bytes, method: str = "GET", body=None, close: bool = True,
               headers: list[tuple[str, str]] | None = None
               ) -> tuple[int, bytes, list[bytes]]:
@@ -176,8 +186,7 @@ def send_once(answer: bytes, method: str = "GET", body=None, close: bool = True,
             data = r.body if r.body is not None else b"".join([c async for c in r.stream])
             return r.status, data, seen
         finally:
-            await transport.aclose()
-            server.close()
+            await settle(transport, server)
 
     return asyncio.run(scenario())
 
@@ -229,8 +238,7 @@ def test_a_pooled_connection_the_upstream_closed_is_not_used_for_a_post():
             r = await transport.send(UpstreamRequest("POST", url + "/x", [], b"{}", 1.0, 2.0))
             statuses.append(r.status)
             await asyncio.sleep(0.05)  # the upstream's close reaches this side meanwhile
-        await transport.aclose()
-        server.close()
+        await settle(transport, server)
         return statuses
 
     assert asyncio.run(scenario()) == [200, 200, 200]
@@ -254,8 +262,60 @@ def test_connections_are_reused_when_the_upstream_keeps_them():
         transport = Http1Transport()
         for _ in range(20):
             assert (await transport.send(request(url + "/x"))).body == b"ok"
-        await transport.aclose()
-        server.close()
+        await settle(transport, server)
         return connections
 
     assert asyncio.run(scenario()) == 1
+
+
+def _self_signed(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, a client context trusting only it) for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    return server, ssl.create_default_context(cafile=str(cert_file))
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_upstreams_are_verified(tmp_path, trusted):
+    server_tls, client_tls = _self_signed(tmp_path)
+
+    async def scenario() -> object:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret")
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        # Without the test's root, certifi's roots refuse the self-signed certificate.
+        transport = Http1Transport(tls=client_tls if trusted else None)
+        try:
+            return (await transport.send(request(url))).body
+        except AttemptFailed as exc:
+            return exc.failure.kind
+        finally:
+            await settle(transport, server)
+
+    assert asyncio.run(scenario()) == (b"secret" if trusted else "connect")
