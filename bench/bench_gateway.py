@@ -12,9 +12,14 @@ concurrency 1 and 64, these cases in alternating rounds (the order flips every r
   key + tier limit    what a tenant's request takes: API key (created with `gateway keys
                       create --scopes predict`), the route's scope, the tenant's tier limit
                       and in-flight cap in memory, metrics and access log
+  ... (Redis)         the same with limits, slots and keys in a Redis of the bench's own
+                      (what replicas share)
+  key + cache hit     the tenant's path on a route with `cache:`: every request but the
+                      first is answered from the (memory) cache, limits still charged
 
 It prints every run (req/s, p50, p99, gateway CPU per request), then per case the
-medians: c=1 added p50 over direct, c=64 req/s and p99. `CASES` and `SETUPS` are the
+medians: c=1 added p50 over direct, c=64 req/s and p99, and how the tenant's path stands
+against the performance targets (README, Performance). `CASES` and `SETUPS` are the
 lists to extend (a case names the gateway setup it runs on: settings and its own
 start-up, e.g. a Redis). Needs `wrk` (apt-get install wrk) and `taskset` (util-linux).
 """
@@ -31,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import ROOT, Result, fake_upstream, gateway, rss_kib, stop, wrk
+from harness import ROOT, Result, fake_upstream, gateway, redis_server, rss_kib, stop, wrk
 
 # The public route alone: also what --observability-cost, --soak and
 # bench_instructions.py measure.
@@ -52,6 +57,12 @@ TENANT_ROUTES = ROUTES + """\
     upstream: fake
     rewrite: /predict
     scopes: [predict]
+  - name: predict-cached
+    match: {path: /v1/predict-cached, methods: [POST]}
+    upstream: fake
+    rewrite: /predict
+    scopes: [predict]
+    cache: {ttl: 3600}
 """
 # Never refuses during a run: the figures are the cost of checking and counting.
 TIERS = ('version: 1\ntiers:\n  bench: {rate: "100000000/hour", max_in_flight: 10000}\n')
@@ -65,6 +76,7 @@ class Setup:
     """One gateway process: its settings and how to prepare it (keys, stores...)."""
 
     env: dict[str, str] = field(default_factory=dict)
+    redis: bool = False  # start a Redis for it (GATEWAY_REDIS_URL)
 
 
 @dataclass(frozen=True)
@@ -75,15 +87,21 @@ class Case:
     tenant: str | None = None  # send this tenant's API key
 
 
-SETUPS = {"memory": Setup()}
+SETUPS = {"memory": Setup(), "redis": Setup(redis=True)}
+TENANT_CASE = "key + tier limit (memory)"
 CASES = [
     Case("direct", None, "/predict"),
     Case("public route", "memory", "/v1/bench"),
-    Case("key + tier limit (memory)", "memory", "/v1/predict", tenant="acme"),
+    Case(TENANT_CASE, "memory", "/v1/predict", tenant="acme"),
+    Case("key + tier limit (Redis)", "redis", "/v1/predict", tenant="acme"),
+    Case("key + cache hit (memory)", "memory", "/v1/predict-cached", tenant="acme"),
 ]
+# What the tenant's path should reach (README, Performance).
+TARGET_RPS, TARGET_P99_MS, TARGET_ADDED_MS, TARGET_REDIS_SHARE = 8000, 15.0, 0.2, 0.8
 
 
-def start_setup(name: str, up_port: int) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
+def start_setup(name: str, up_port: int, redis_url: str | None = None
+                ) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
     """The gateway of one setup, and the Authorization header of its tenant."""
     workdir = Path(tempfile.mkdtemp(prefix=f"gw-bench-{name}-"))
     (workdir / "policies").mkdir()
@@ -92,6 +110,8 @@ def start_setup(name: str, up_port: int) -> tuple[subprocess.Popen[bytes], int, 
     (workdir / "routes.yaml").write_text(TENANT_ROUTES % up_port)
     env = {"GATEWAY_DATA_DIR": str(workdir), "GATEWAY_ROUTES_FILE": str(workdir / "routes.yaml"),
            "GATEWAY_POLICIES_DIR": str(workdir / "policies"), **SETUPS[name].env}
+    if redis_url is not None:
+        env["GATEWAY_REDIS_URL"] = redis_url
     # The key first, through the real CLI and store: the gateway loads it at start-up.
     out = subprocess.run([sys.executable, "-m", "gateway", "keys", "create", "--tenant",
                           "acme", "--scopes", "predict"], env={**os.environ, **env}, cwd=ROOT,
@@ -107,11 +127,18 @@ def full_path(seconds: float, rounds: int) -> None:
     upstream, up_port = fake_upstream()
     gateways: dict[str, tuple[subprocess.Popen[bytes], int, dict[str, str]]] = {}
     runs: dict[tuple[str, int], list[Result]] = {}
+    helpers: list[subprocess.Popen[bytes]] = []
     try:
-        for name in {c.setup for c in CASES if c.setup is not None}:
-            gateways[name] = start_setup(name, up_port)
+        for name in sorted({c.setup for c in CASES if c.setup is not None}):
+            redis_url = None
+            if SETUPS[name].redis:
+                redis, redis_port = redis_server()
+                helpers.append(redis)
+                redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            gateways[name] = start_setup(name, up_port, redis_url)
         for _proc, port, auth in gateways.values():
-            for path, headers in (("/v1/bench", {}), ("/v1/predict", auth)):
+            for path, headers in (("/v1/bench", {}), ("/v1/predict", auth),
+                                  ("/v1/predict-cached", auth)):
                 wrk("warm-up", f"http://127.0.0.1:{port}{path}", 16, 2, "POST", BODY,
                     {**JSON, **headers})
         for conns in (1, 64):
@@ -130,7 +157,7 @@ def full_path(seconds: float, rounds: int) -> None:
                     print(res.row(), flush=True)
                     time.sleep(0.3)
     finally:
-        stop(*(g[0] for g in gateways.values()), upstream)
+        stop(*(g[0] for g in gateways.values()), upstream, *helpers)
     _summary(runs, rounds)
     print(f"1-minute load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
           f"({os.cpu_count()} cores)")
@@ -154,6 +181,19 @@ def _summary(runs: dict[tuple[str, int], list[Result]], rounds: int) -> None:
               f"{med(n, 64, 'cpu_us'):>9.1f} us")
     errors = sum(r.errors for rs in runs.values() for r in rs)
     print(f"errors (non-2xx and socket): {errors}")
+    rps, p99 = med(TENANT_CASE, 64, "rps"), med(TENANT_CASE, 64, "p99_ms")
+    added = med(TENANT_CASE, 1, "p50_ms") - direct_p50
+    redis_share = med("key + tier limit (Redis)", 64, "rps") / rps
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+    print(f"\ntargets for {TENANT_CASE}:\n"
+          f"  c=64 >= {TARGET_RPS} req/s: {rps:.0f} ({verdict(rps >= TARGET_RPS)})\n"
+          f"  c=64 p99 <= {TARGET_P99_MS} ms: {p99:.2f} ms ({verdict(p99 <= TARGET_P99_MS)})\n"
+          f"  c=1 added p50 <= {TARGET_ADDED_MS} ms: {added:.3f} ms "
+          f"({verdict(added <= TARGET_ADDED_MS)})\n"
+          f"  Redis within 20 %: {redis_share:.0%} of memory's req/s "
+          f"({verdict(redis_share >= TARGET_REDIS_SHARE)})")
 
 
 OFF = {"GATEWAY_METRICS": "false", "GATEWAY_ACCESS_LOG": "false"}
