@@ -108,8 +108,8 @@ class MemoryRateLimitStore:
             state = held[1] if held is not None and held[0] > now else None
             states.append(state)
             d = decide(state, amount, window, cost, now)
-            found.append(LimitState(d.left, d.left_now, d.reset, d.reset_now, d.retry))
-            if not d.ok and not refused:
+            found.append(LimitState(d[1], d[2], d[3], d[4], d[5]))  # Decision minus ok
+            if not d[0] and not refused:
                 refused = i
         limits = tuple(found)
         slots = self._slots.get(cap[0]) if cap is not None else None

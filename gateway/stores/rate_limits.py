@@ -14,7 +14,6 @@ raises only `StoreUnavailable` (a `GuardedStore`, breaker.py); the memory one ne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from limits import RateLimitItem
@@ -64,9 +63,9 @@ class LimitState(NamedTuple):
     retry: int
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What one `RateLimitStore.charge` found, and whether it charged."""
+class Charge(NamedTuple):
+    """What one `RateLimitStore.charge` found, and whether it charged (a named tuple:
+    one is made per limited request)."""
 
     now: int  # µs, the store's clock (Redis TIME on Redis)
     verdict: int  # 0 admitted; i > 0: checks[i - 1] refused (the first); -1: cap full

@@ -46,22 +46,32 @@ def _interval(amount: int, window: int) -> int:
 
 
 def gcra_decide(tat: int | None, amount: int, window: int, cost: int, now: int) -> Decision:
-    interval = _interval(amount, window)
+    interval = -(-window // amount)  # _interval, inline: this runs for every request
     burst = interval * amount
     used = tat - now if tat is not None and tat > now else 0  # µs of the bucket in use
-
-    def wait(in_use: int, units: int) -> int:  # µs until `units` units are free
-        return max(0, in_use - (burst - units * interval))
-
+    # µs until n units are free, with b µs of the bucket in use: max(0, b - (burst - n *
+    # interval)); written out below (a nested function would be made on every call).
     left_now = (burst - used) // interval
-    reset_now = wait(used, left_now + 1) if left_now < amount else window
-    retry = window if cost > amount else wait(used, cost)
+    if left_now < amount:
+        reset_now = used - burst + (left_now + 1) * interval
+        reset_now = reset_now if reset_now > 0 else 0
+    else:
+        reset_now = window
+    if cost > amount:
+        retry = window
+    else:
+        retry = used - burst + cost * interval
+        retry = retry if retry > 0 else 0
     after = used + cost * interval
     if after > burst:
         return _refused(left_now, reset_now, retry)
     left = (burst - after) // interval
-    return Decision(True, left, left_now, wait(after, left + 1) if left < amount else window,
-                    reset_now, 0)
+    if left < amount:
+        reset = after - burst + (left + 1) * interval
+        reset = reset if reset > 0 else 0
+    else:
+        reset = window
+    return Decision(True, left, left_now, reset, reset_now, 0)
 
 
 def gcra_commit(tat: int | None, amount: int, window: int, cost: int, now: int
