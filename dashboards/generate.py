@@ -47,6 +47,7 @@ class Panel:
     kind: str = "timeseries"
     description: str = ""
     mappings: list[dict[str, Any]] = field(default_factory=list)
+    repeat: str = ""  # a dashboard variable: one copy of the panel per value
 
 
 _CIRCUIT_MAPPINGS = [{"type": "value", "options": {
@@ -157,6 +158,20 @@ INFERENCE_SERVICES = [
         f"* on (instance, task) group_left (version) ml_model_info))",
         "p99 {{task}} {{version}}")], "s",
         description="One model call, by the version that served it."),
+    # Drift (ml_services/drift.py): one panel per model (Grafana repeats it for each value
+    # of $task), a line per feature; the MlDriftHigh alert fires above 0.2 for 15 minutes.
+    Panel("Drift PSI: $task", [(
+        'max by (job, task, feature) (ml_drift_psi{task=~"$task"})', "{{feature}} {{job}}")],
+        "short", repeat="task",
+        description="PSI of the model's sliding window against its reference, per feature "
+                    "(length, oov, centroid, label); above 0.2 is a significant shift "
+                    "(docs/drift.md)."),
+    Panel("Drift window and reference", [
+        ("max by (job, task) (ml_drift_window_texts)", "window {{task}}"),
+        ("max by (task, source) (ml_drift_reference_texts)",
+         "reference {{task}} ({{source}})")], "short",
+        description="Texts in each sliding window, and in its reference: bundled (the "
+                    "shipped file) or first_requests (learned after start-up)."),
 ]
 
 
@@ -177,12 +192,27 @@ def _panel_json(panel: Panel, index: int) -> dict[str, Any]:
              "legendFormat": legend}
             for i, (expr, legend) in enumerate(panel.targets)
         ],
+        **({"repeat": panel.repeat, "repeatDirection": "h", "maxPerRow": 2}
+           if panel.repeat else {}),
     }
 
 
-def dashboard(uid: str, title: str, panels: list[Panel], route_filter: bool
-              ) -> dict[str, Any]:
+def _variable(name: str, label: str, metric: str) -> dict[str, Any]:
+    """A multi-value query variable over `metric`'s label `name`, All by default."""
+    return {
+        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+        "query": {"query": f"label_values({metric}, {name})", "refId": name},
+        "definition": f"label_values({metric}, {name})",
+        "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2,
+        "current": {"text": "All", "value": "$__all"},
+    }
+
+
+def dashboard(uid: str, title: str, panels: list[Panel], route_filter: bool,
+              task_filter: bool = False) -> dict[str, Any]:
     variables = []
+    if task_filter:
+        variables.append(_variable("task", "Model (task)", "ml_drift_psi"))
     if route_filter:
         variables.append({
             "name": "route", "label": "Route", "type": "query", "datasource": DATASOURCE,
@@ -206,7 +236,8 @@ DASHBOARDS = {
     "gateway-overview.json": dashboard("gateway-overview", "Gateway overview",
                                        GATEWAY_OVERVIEW, route_filter=True),
     "inference-services.json": dashboard("inference-services", "Inference services",
-                                         INFERENCE_SERVICES, route_filter=False),
+                                         INFERENCE_SERVICES, route_filter=False,
+                                         task_filter=True),
 }
 
 

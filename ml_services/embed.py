@@ -31,7 +31,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ml_services.cli import serve
-from ml_services.intents import IntentIndex, IntentsError, read_intents
+from ml_services.drift import CENTROID, LENGTH, DriftProbe, Feature
+from ml_services.intents import UNKNOWN, IntentIndex, IntentsError, read_intents
 from ml_services.openai_embeddings import parse_embeddings, render_embeddings
 from ml_services.parsing import parse_predict
 from ml_services.problems import ProblemError
@@ -81,6 +82,22 @@ class EmbeddingTask:
         vectors, counts = self._encoder.encode_counted(texts)
         return [{"embedding": v, "tokens": n} for v, n in zip(vectors, counts, strict=True)]
 
+    def drift_probe(self, reference: Mapping[str, Any] | None = None) -> DriftProbe:
+        """Length and the cosine distance to the bundled reference's centroid (length
+        only without one: a centroid learned from live traffic would drift with it)."""
+        key = MODEL_NAME  # int8 vectors agree with float32 to ~0.985 cosine: same bins
+        centroid = (reference or {}).get("centroid") if (reference or {}).get("key") == key \
+            else None
+        if centroid is None:
+            return DriftProbe((LENGTH,), lambda text, row: (len(text),), key=key + " no-centroid")
+        mean = np.asarray(centroid, dtype=np.float32)
+        mean /= np.linalg.norm(mean)
+
+        def values(text: str, row: dict[str, Any]) -> tuple[Any, ...]:
+            return len(text), 1.0 - float(row["embedding"] @ mean)
+
+        return DriftProbe((LENGTH, CENTROID), values, key=key)
+
 
 class IntentTask:
     """Texts to the nearest operator-defined intent; `index` is swapped on reload."""
@@ -106,6 +123,14 @@ class IntentTask:
         for item in out:
             item["intents_version"] = index.spec.version
         return out
+
+    def drift_probe(self, reference: Any = None) -> DriftProbe:
+        """Length and the label; the bundled reference holds for the shipped intents only
+        (the key names the file's version), another file learns from its first texts."""
+        spec = self.index.spec
+        labels = Feature("label", labels=(*spec.labels, UNKNOWN))
+        return DriftProbe((LENGTH, labels), lambda text, p: (len(text), p["label"]),
+                          key=f"intents {spec.version}")
 
 
 class EmbedRunner(ModelRunner):

@@ -16,6 +16,7 @@ import numpy as np
 import sklearn  # type: ignore[import-untyped]
 
 from ml_services.calibrated_linear import FloatArray, fast_positive_proba
+from ml_services.drift import LENGTH, OOV, DriftProbe, Feature, oov_share
 from ml_services.model_card import artefact_card
 
 MODEL_NAME = "profanity-check"
@@ -64,3 +65,14 @@ class ProfanityModeration:
             {"label": "offensive" if p >= threshold else "ok", "probability": round(p, 6)}
             for p in probabilities
         ]
+
+    def drift_probe(self, reference: Any = None) -> DriftProbe:
+        """Length, the share of words outside the TF-IDF vocabulary, and the label."""
+        vocabulary = self._vectorizer.vocabulary_
+
+        def values(text: str, prediction: dict[str, Any]) -> tuple[Any, ...]:
+            return len(text), oov_share(text, vocabulary), prediction["label"]
+
+        labels = Feature("label", labels=("ok", "offensive"))
+        return DriftProbe((LENGTH, OOV, labels), values,
+                          key=f"profanity-check {self._threshold}")

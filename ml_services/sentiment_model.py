@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import version as package_version
 from typing import Any
 
+from ml_services.drift import LENGTH, OOV, DriftProbe, Feature, oov_share
 from ml_services.model_card import artefact_card
 from ml_services.vader_fast import FastVader
 
@@ -47,3 +48,14 @@ class VaderSentiment:
             label = "positive" if compound >= pos else "negative" if compound <= neg else "neutral"
             out.append({"label": label, "compound": compound, "scores": s})
         return out
+
+    def drift_probe(self, reference: Any = None) -> DriftProbe:
+        """Length, the share of words outside VADER's lexicon, and the label."""
+        lexicon = self._analyzer.lexicon
+
+        def values(text: str, prediction: dict[str, Any]) -> tuple[Any, ...]:
+            return len(text), oov_share(text, lexicon), prediction["label"]
+
+        labels = Feature("label", labels=("negative", "neutral", "positive"))
+        return DriftProbe((LENGTH, OOV, labels), values,
+                          key=f"vader {self._neg} {self._pos}")

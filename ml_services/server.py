@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ml_services.batching import MicroBatcher
+from ml_services.drift import DriftMonitor, bundled_reference, load_references
 from ml_services.metrics import ServiceMetrics
 from ml_services.parsing import parse_predict
 from ml_services.problems import ProblemError, from_problem, problem_response
@@ -67,7 +68,9 @@ class ServiceHandle:
         s = self.settings
         # One worker thread: the models are not meant to run concurrently with themselves.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-model")
+        references = load_references()
         for name, model in self.runner.load().items():
+            self._monitor_drift(name, model, references.get(name))
             version = s.model_version or model.version
             batcher: MicroBatcher[dict[str, Any]] = MicroBatcher(
                 model.predict, max_batch_size=s.max_batch_size, max_wait_ms=s.max_wait_ms,
@@ -83,6 +86,15 @@ class ServiceHandle:
                 "name": model.name, "version": version,
                 **{k: str(card[k]) for k in _INFO_FIELDS if k in card},
             })
+
+    def _monitor_drift(self, name: str, model: TaskModel, entry: Any) -> None:
+        make_probe = getattr(model, "drift_probe", None)
+        if make_probe is None:
+            return
+        probe = make_probe(entry)
+        self.metrics.drift[name] = DriftMonitor(
+            probe, self.settings.drift_window_texts, self.settings.drift_min_texts,
+            bundled_reference(entry, probe))
 
     async def stop(self) -> None:
         for task in self.tasks.values():
@@ -105,13 +117,17 @@ class ServiceHandle:
         fails on them."""
         self.metrics.requests.labels(task).inc()
         try:
-            return await self.submit(task, texts)
+            results = await self.submit(task, texts)
         except Exception as exc:
             # Only this request's input broke the model (the batcher isolates the others).
             log.error("predict_failed", task=task, error=type(exc).__name__,
                       request_id=request_id_of(request.scope))
             raise ProblemError(500, "model-error", "Model error",
                                "the model failed on this request") from None
+        monitor = self.metrics.drift.get(task)
+        if monitor is not None:
+            monitor.observe(texts, results)  # a few counter increments per text
+        return results
 
     async def submit(self, task: str, texts: list[str]) -> list[Any]:
         """The task's results for `texts` through its batcher (exceptions as raised)."""

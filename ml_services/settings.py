@@ -31,5 +31,10 @@ class ServiceSettings(BaseSettings):
         default=0, ge=0, description="batches this small run on the event loop, not the thread"
     )
 
+    # Drift monitoring (ml_services/drift.py): the sliding window's size in texts, and the
+    # texts it needs before ml_drift_psi is exported (PSI of a few texts is noise).
+    drift_window_texts: int = Field(default=1000, ge=10, description="texts per drift window")
+    drift_min_texts: int = Field(default=200, ge=1, description="texts before PSI is shown")
+
     # Shown in every answer; lets two instances (e.g. a canary) tell themselves apart.
     model_version: str | None = None

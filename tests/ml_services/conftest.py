@@ -53,8 +53,10 @@ def embed_intents_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def embed_url(embed_intents_file: Path) -> Iterator[str]:
     # Limits that admit the reference texts (one is truncated at 256 tokens).
     limits = {**LIMITS, "max_texts": 16, "max_chars": 4000, "max_body_bytes": 65536}
+    # A small drift window: test_ml_drift fills it with its own texts.
     settings = EmbedSettings(**limits, intents_file=embed_intents_file,  # type: ignore[arg-type]
-                             intents_reload_interval=0.05)
+                             intents_reload_interval=0.05, drift_window_texts=100,
+                             drift_min_texts=50)
     with serve_app(create_app(EmbedRunner(settings), settings)) as url:
         yield url
 

@@ -65,7 +65,10 @@ class ServiceProcess:
         with (self.cwd / f"{self.module}.log").open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port",
-                 str(self.port)], cwd=ROOT, stdout=log, stderr=log, env=dict(os.environ))
+                 str(self.port)], cwd=ROOT, stdout=log, stderr=log,
+                # ml_drift_psi from the first text on (the stack sends only a few).
+                env={**os.environ, "ML_SENTIMENT_DRIFT_MIN_TEXTS": "1",
+                     "ML_CLASSIFY_DRIFT_MIN_TEXTS": "1"})
         return self
 
     def wait(self) -> ServiceProcess:

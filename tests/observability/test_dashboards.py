@@ -52,7 +52,7 @@ TENANTS = {"acme": {"tier": "standard"},
 TINY_LIMIT = 5
 # Grafana's variables, as the tests fill them in.
 WINDOW = "30s"
-VARIABLES = {"$__rate_interval": WINDOW, "$route": ".*"}
+VARIABLES = {"$__rate_interval": WINDOW, "$route": ".*", "$task": ".*"}
 _ALERT_SHAPE = re.compile(r"\A(?P<signal>.+?)\s*(?:>|<|>=|<=|==|!=)\s*[0-9.]+\s*\Z", re.S)
 
 

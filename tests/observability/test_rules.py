@@ -25,7 +25,8 @@ GATEWAY_PANELS = [
     "Job latency", "Job webhooks",
 ]
 INFERENCE_PANELS = ["Texts/s", "Inference latency", "Batch size", "Texts/s by model version",
-                    "Inference p99 by model version"]
+                    "Inference p99 by model version", "Drift PSI: $task",
+                    "Drift window and reference"]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +52,7 @@ def test_alert_rules_fire_as_specified() -> None:
     assert alerts == tested  # every alert has a unit test
     assert alerts >= {"GatewayRouteErrorRateHigh", "GatewayRouteLatencyP99High",
                       "GatewayUpstreamDown", "RateLimitStoreDegraded",
-                      "GatewayTenantBudgetBurnHigh"}
+                      "GatewayTenantBudgetBurnHigh", "MlDriftHigh"}
 
 
 def test_dashboards_are_generated_from_the_committed_generator() -> None:
