@@ -78,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.http_protocol import HeaderLimits, protocol_factory
+    from gateway.http_protocol import HeaderLimits, ReadTimeouts, protocol_factory
     from gateway.logging import configure_logging
 
     settings = _settings(args)
@@ -87,7 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       buffered=settings.workers == 1)
     # httptools, with the head limits and the contract's answers for what it refuses.
     http = protocol_factory(HeaderLimits(settings.max_header_line_bytes,
-                                         settings.max_header_bytes, settings.max_headers))
+                                         settings.max_header_bytes, settings.max_headers),
+                            ReadTimeouts(settings.header_timeout, settings.body_timeout))
     common = dict(host=settings.host, port=settings.port, loop="uvloop", http=http,
                   access_log=False, server_header=False, log_config=None,
                   # The gateway is the edge: a client's X-Forwarded-For is data, not truth.

@@ -190,6 +190,14 @@ class PayloadTooLarge(GatewayError):
         self.limit = limit
 
 
+class RequestTimeout(GatewayError):
+    """Raised by the server protocol when a client sends its head or body too slowly."""
+
+    status, type, title = 408, "request-timeout", "Request timeout"
+    HEAD: ClassVar[str] = "the request head did not arrive within {limit:g} seconds"
+    BODY: ClassVar[str] = "the request body paused for more than {limit:g} seconds"
+
+
 class UriTooLong(GatewayError):
     """Raised by the server protocol when the request target exceeds the line limit."""
 

@@ -25,6 +25,23 @@ A refused head never becomes an ASGI request, so it costs no app work and never 
 upstream. Counting happens in the parser callbacks the protocol runs anyway (a few
 additions a header); a head still incomplete after more bytes than the total limit and
 one read's worth is refused too, so a header that never ends cannot grow in memory.
+
+Slow clients are bounded in time (nginx's client_header_timeout / client_body_timeout;
+`GATEWAY_HEADER_TIMEOUT`, 10 s, and `GATEWAY_BODY_TIMEOUT`, 30 s):
+
+    head incomplete header_timeout after the connection opened (or,
+      kept alive, after the head's first byte)                    408 request-timeout
+    a connection that sent nothing by then                         closed, no answer
+    a body that sends nothing for body_timeout                     408 (the app reads a
+                                                                   disconnect), or a
+                                                                   close if its answer began
+
+So a slowloris client (a byte a second) holds a connection header_timeout at most, and
+no idle connection stays open for ever (between requests: uvicorn's 5 s keep-alive).
+Timers cost nothing on the hot path: a head or body complete in the read it started in
+never arms one (the connection's first head excepted, one timer a connection).
+A client that half-closes (shutdown(SHUT_WR)) after a complete request still gets its
+answer: its EOF closes the connection only once nothing is in flight.
 """
 
 from __future__ import annotations
@@ -38,7 +55,14 @@ from typing import Any
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.errors import BadRequest, GatewayError, HeaderTooLarge, UriTooLong, render_problem
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    HeaderTooLarge,
+    RequestTimeout,
+    UriTooLong,
+    render_problem,
+)
 from gateway.middleware import SANE_REQUEST_ID, new_request_id
 
 LINGER_SECONDS = 2.0  # reading (and dropping) what a refused client still sends
@@ -56,6 +80,14 @@ class HeaderLimits:
     count: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class ReadTimeouts:
+    """Seconds a client may take to send a head, and pause within a body."""
+
+    head: float = 10.0
+    body: float = 30.0
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; the refusal is on the protocol."""
 
@@ -63,9 +95,14 @@ class _Refused(Exception):
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header limits and problem+json refusals."""
 
-    def __init__(self, *args: Any, limits: HeaderLimits = HeaderLimits(), **kw: Any):
+    def __init__(self, *args: Any, limits: HeaderLimits = HeaderLimits(),
+                 timeouts: ReadTimeouts = ReadTimeouts(), **kw: Any):
         super().__init__(*args, **kw)
         self.limits = limits
+        self.timeouts = timeouts
+        self._timer: asyncio.TimerHandle | None = None  # the head's or the body's deadline
+        self._reading_body = False  # from the end of a head to the end of its message
+        self._last_read = 0.0  # loop time of the last bytes of a body
         self._refusal: GatewayError | None = None  # set by a callback that stops the parser
         self._head_bytes = 0  # of the current head's request line and complete headers
         self._pending = 0  # bytes fed while a head is incomplete (the memory bound)
@@ -75,14 +112,81 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._lengths = 0  # Content-Length headers of the current head
         self._coding = b""  # the last Transfer-Encoding header's value, lowercased
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._timer = self.loop.call_later(self.timeouts.head, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        # asyncio closes the transport when this returns a false value. A client that
+        # half-closed after a complete request still reads: keep the connection until
+        # the answer is out (uvicorn then closes it, keep_alive being off).
+        cycle = self.cycle
+        if not self._refused and not self._reading_body and (self.pipeline or (
+                cycle is not None and not cycle.response_complete and not self._in_head)):
+            if cycle is not None:
+                cycle.keep_alive = False
+            for queued, _ in self.pipeline:
+                queued.keep_alive = False
+            return True
+        return None
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering after a refusal: dropped unread
         super().data_received(data)  # a parser error ends in send_400_response
-        if self._in_head and not self._refused and self.parser is not None:
+        if self._refused or self.parser is None:
+            return
+        if self._in_head:
             self._pending += len(data)
             if self._pending > self.limits.total + READ_SLACK:
                 self._refuse(HeaderTooLarge(HeaderTooLarge.TOTAL.format(limit=self.limits.total)))
+            elif self._timer is None:  # a kept-alive connection's next head began
+                self._timer = self.loop.call_later(self.timeouts.head, self._head_timed_out)
+        elif self._reading_body:
+            self._last_read = self.loop.time()
+            if self._timer is None:
+                self._timer = self.loop.call_later(self.timeouts.body, self._body_timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if self._refused or not self._in_head or self.transport.is_closing():
+            return
+        if self._pending == 0 and self.cycle is None:
+            self.transport.close()  # never sent a byte: nobody to answer
+            return
+        self._refuse(RequestTimeout(RequestTimeout.HEAD.format(limit=self.timeouts.head)))
+
+    def _body_timed_out(self) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if not self._reading_body or cycle is None or self.transport.is_closing():
+            return
+        idle = self.loop.time() - self._last_read
+        if self.flow.read_paused or idle < self.timeouts.body:
+            # Still sending, or we stopped reading (the app is behind): not the client's
+            # fault; look again when the client could next be late.
+            if self.flow.read_paused:
+                self._last_read, idle = self.loop.time(), 0.0
+            self._timer = self.loop.call_later(self.timeouts.body - idle, self._body_timed_out)
+            return
+        self._reading_body = False
+        # As for a broken chunk (send_400_response): the app reads a disconnect, so the
+        # half body is never forwarded as complete, and its own answer is dropped.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        if cycle.response_started:
+            self.transport.close()
+            return
+        self._refuse(RequestTimeout(RequestTimeout.BODY.format(limit=self.timeouts.body)))
 
     def on_message_begin(self) -> None:
         self._in_head = True
@@ -124,7 +228,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = False  # the next head counts from zero
         self._pending = self._head_bytes = self._lengths = 0
         self._coding = b""
+        self._cancel_timer()
+        self._reading_body = True
+        self._last_read = self.loop.time()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_body = False
+        self._cancel_timer()
+        super().on_message_complete()
 
     def _stop(self, refusal: GatewayError) -> None:
         self._refusal = refusal
@@ -188,8 +300,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         return new_request_id()
 
 
-def protocol_factory(limits: HeaderLimits) -> type[asyncio.Protocol]:
+def protocol_factory(limits: HeaderLimits, timeouts: ReadTimeouts = ReadTimeouts()
+                     ) -> type[asyncio.Protocol]:
     """What `uvicorn.run(http=...)` takes: the protocol bound to these limits (a partial,
     which pickles, so worker processes get the same limits)."""
-    factory = functools.partial(GatewayHttpProtocol, limits=limits)
+    factory = functools.partial(GatewayHttpProtocol, limits=limits, timeouts=timeouts)
     return factory  # type: ignore[return-value]

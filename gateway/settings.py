@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     max_header_line_bytes: int = Field(8 * 1024, ge=1024, le=1024 * 1024)
     max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_headers: int = Field(100, ge=16, le=10_000, description="header lines per request")
+    # Slow clients (slowloris): the whole head must arrive within header_timeout of its
+    # first byte (or of the connection's opening: an idle new connection is closed then),
+    # and a body may pause at most body_timeout between two reads; over either: 408 and
+    # close. nginx's client_header_timeout / client_body_timeout, shorter defaults.
+    header_timeout: float = Field(10.0, gt=0, le=600, description="seconds")
+    body_timeout: float = Field(30.0, gt=0, le=3600, description="seconds between reads")
 
     @property
     def in_process_job_workers(self) -> int:
