@@ -17,7 +17,8 @@ SCOPES = NAMES | st.sampled_from([SHARED_SCOPE, ANONYMOUS_SCOPE])
 HEADER_NAMES = st.sampled_from(["accept", "accept-language", "x-model", "x-a", "x-a-b"])
 HEADERS = st.lists(st.tuples(HEADER_NAMES, st.none() | st.binary(max_size=12)), max_size=3,
                    unique_by=lambda h: h[0])
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=8),
+SCALARS = st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=8)
+JSON = st.recursive(SCALARS,
                     lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=10)
 REQUESTS = st.fixed_dictionaries({
