@@ -88,7 +88,12 @@ def read_yaml(path: Path) -> tuple[Any, LineMap]:
         raise ConfigError(str(path), None, "(file)", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), None, "(file)", f"cannot read: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:  # one YAML does not allow (a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(str(path), line, "(syntax)",
+                          f"character #x{exc.character:04x} is not allowed in YAML") from None
     try:
         node = loader.get_single_node()
         if node is None:
