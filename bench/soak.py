@@ -11,7 +11,7 @@ over its limit (429 expected). Every answer is checked against what its kind mus
 anything else is an error. The gateway's RSS is sampled every second: growth is measured
 from the end of the warm-up (`--warmup`, a fraction of the run) to the end, and the run
 fails (exit 1) if it exceeds 5 % or any answer was wrong. tests/test_soak.py runs it for
-a few seconds in CI; docs/operations.md quotes the full run.
+two minutes in CI; docs/operations.md quotes the full run.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_short_soak_answers_right_and_stays_flat():
-    result = soak(seconds=15, rate=80, warmup=0.5)
+    # Two minutes at the documented rate; the first half warms up (imports, pools, the
+    # cache filling), growth is measured over the second.
+    result = soak(seconds=120, rate=50, warmup=0.5)
     assert result["wrong"] == {}
     answers = result["answers"]
     assert isinstance(answers, dict)
