@@ -40,8 +40,10 @@ So a slowloris client (a byte a second) holds a connection header_timeout at mos
 no idle connection stays open for ever (between requests: uvicorn's 5 s keep-alive).
 Timers cost nothing on the hot path: a head or body complete in the read it started in
 never arms one (the connection's first head excepted, one timer a connection).
-A client that half-closes (shutdown(SHUT_WR)) after a complete request still gets its
-answer: its EOF closes the connection only once nothing is in flight.
+A client's EOF ends its connection, as in uvicorn and nginx: TCP cannot tell a client
+that half-closed (shutdown(SHUT_WR)) from one that gave up and closed, and an abandoned
+request must free its slot and abort its upstream call at once (gateway.disconnect), so
+a request in flight when its client's FIN arrives is cancelled and logged as 499.
 """
 
 from __future__ import annotations
@@ -119,20 +121,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         super().connection_lost(exc)
-
-    def eof_received(self) -> bool | None:
-        # asyncio closes the transport when this returns a false value. A client that
-        # half-closed after a complete request still reads: keep the connection until
-        # the answer is out (uvicorn then closes it, keep_alive being off).
-        cycle = self.cycle
-        if not self._refused and not self._reading_body and (self.pipeline or (
-                cycle is not None and not cycle.response_complete and not self._in_head)):
-            if cycle is not None:
-                cycle.keep_alive = False
-            for queued, _ in self.pipeline:
-                queued.keep_alive = False
-            return True
-        return None
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
