@@ -31,6 +31,7 @@ class RecordingUpstream:
         self.port = free_port()
         self.heads: list[bytes] = []
         self.bodies: list[bytes] = []  # of requests received complete
+        self.connections: set[asyncio.Task[None]] = set()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -39,6 +40,9 @@ class RecordingUpstream:
         return f"http://127.0.0.1:{self.port}"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -48,7 +52,10 @@ class RecordingUpstream:
                              b"content-type: application/json\r\n\r\n{}")
                 await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:  # also when stop() cancels a kept-alive connection
             writer.close()
+            self.connections.discard(task)
 
     @staticmethod
     async def _body(reader: asyncio.StreamReader, head: bytes) -> bytes:
@@ -71,7 +78,12 @@ class RecordingUpstream:
 
     def stop(self) -> None:
         async def close() -> None:
+            # Connections the gateway still keeps alive end here, not in the garbage
+            # collector of a later test (an unraisable ResourceWarning there).
             self.server.close()
+            for task in list(self.connections):
+                task.cancel()
+            await asyncio.gather(*self.connections, return_exceptions=True)
             await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=5)
