@@ -66,6 +66,9 @@ class Backend:
         self.requests: list[dict[str, Any]] = []
         self.healthy = True
         self.fail_next = 0  # answer 503 this many times, then recover
+        self.fail_status: int | None = None  # answer this status until reset to None
+        self.delay = 0.0  # seconds every echo waits before answering
+        self.port: int | None = None  # kept across stop/start: a restart on the same port
         self.app = Starlette(routes=[
             Route("/healthz", self.healthz),
             Route("/status/{code:int}", self.status, methods=["GET", "POST"]),
@@ -76,7 +79,8 @@ class Backend:
         self.server: ThreadedServer | None = None
 
     def start(self) -> Backend:
-        self.server = ThreadedServer(self.app).start()
+        self.server = ThreadedServer(self.app, self.port).start()
+        self.port = self.server.port
         return self
 
     def stop(self) -> None:
@@ -104,6 +108,10 @@ class Backend:
 
     async def echo(self, request: Request) -> Response:
         info = await self._record(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_status is not None:
+            return Response(b"failing", self.fail_status)
         if self.fail_next > 0:
             self.fail_next -= 1
             return Response(b"try later", 503)

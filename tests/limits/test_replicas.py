@@ -167,3 +167,19 @@ def test_cache_is_shared_by_replicas(cluster):
     b = httpx.post(second + "/cached/c", json={"r": 2, "q": 1}, headers=h)
     assert a.headers["x-cache"] == "MISS" and b.headers["x-cache"] == "HIT"
     assert a.content == b.content
+
+
+def test_cache_never_crosses_tenants_across_replicas(cluster):
+    """The same request by two tenants through different replicas: two entries, each
+    tenant served its own answer (the echo carries X-Tenant-ID) and never the other's."""
+    first, second, third = cluster.urls
+    slots, crash = cluster.as_tenant("slots"), cluster.as_tenant("crash")
+    a = httpx.get(first + "/cached/isolated?q=1", headers=slots)
+    b = httpx.get(second + "/cached/isolated?q=1", headers=crash)
+    assert a.headers["x-cache"] == "MISS" and b.headers["x-cache"] == "MISS"
+    assert a.json()["headers"]["x-tenant-id"] == "slots"
+    assert b.json()["headers"]["x-tenant-id"] == "crash"
+    again_crash = httpx.get(third + "/cached/isolated?q=1", headers=crash)
+    again_slots = httpx.get(third + "/cached/isolated?q=1", headers=slots)
+    assert again_crash.headers["x-cache"] == again_slots.headers["x-cache"] == "HIT"
+    assert again_crash.content == b.content and again_slots.content == a.content
