@@ -109,9 +109,10 @@ def backoff_delay(plan: RetryPlan, attempt: int, r: float) -> float:
 def forward_headers(ctx: RequestContext, traceparent: bytes) -> list[tuple[str, str]]:
     """The client's headers minus hop-by-hop and credentials, plus the gateway's own."""
     drop = _REQUEST_DROP
-    conn = ctx.header(b"connection")
-    if conn:
-        drop = drop | {t.strip().lower() for t in conn.split(b",")}
+    # Every Connection field counts, not only the first (RFC 9110 §5.3, §7.6.1).
+    connection = [v for k, v in ctx.headers if k == b"connection"]
+    if connection:
+        drop = drop | {t.strip().lower() for v in connection for t in v.split(b",")}
     out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ctx.headers if k not in drop]
     xff = ctx.header(b"x-forwarded-for")
     xff_value = f"{xff.decode('latin-1')}, {ctx.client_ip}" if xff else ctx.client_ip
