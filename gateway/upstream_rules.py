@@ -141,8 +141,13 @@ def answer_headers(raw: Iterable[tuple[HeaderBytes, HeaderBytes]]) -> list[tuple
     """The upstream's response headers the client may see, as ASGI wants them. Names
     come lower-cased from the HTTP client (as HTTP/2 has them); bytes pass through."""
     out = []
+    named: set[bytes] = set()  # what the upstream's Connection fields name: hop-by-hop too
     for k, v in raw:
         name = bytes(k).lower()
         if name not in _RESPONSE_DROP:
             out.append((name, bytes(v)))
+        elif name == b"connection":
+            named.update(t.strip().lower() for t in bytes(v).split(b","))
+    if named:
+        out = [h for h in out if h[0] not in named]
     return out

@@ -123,6 +123,12 @@ def test_answer_headers_drop_hop_by_hop():
     assert answer_headers(raw) == [(b"content-type", b"a/b"), (b"x-model", b"v2")]
 
 
+def test_answer_headers_drop_what_any_connection_field_names():
+    raw = ((b"Connection", b"keep-alive"), (b"X-Hop", b"1"), (b"x-model", b"v2"),
+           (b"connection", b" X-Hop ,close"), (b"x-hop", b"2"))
+    assert answer_headers(raw) == [(b"x-model", b"v2")]
+
+
 def test_circuit_opens_after_failures_then_single_probe():
     now = [100.0]
     health = TargetHealth(clock=lambda: now[0])
