@@ -150,14 +150,15 @@ def test_redis_killed_and_restarted_under_load(
     assert statuses <= allowed, f"{sorted(statuses)}: {load.errors[:3]}"
     before = load.between(0, killed)
     assert before and all(a.status == 200 and a.limited for a in before)
-    # Requests decided before the kill may still be answering just after it.
-    outage = load.between(killed + 0.1, restarted)
+    # Requests decided before the kill may still be answering just after it (a loaded
+    # machine stretches that), and the same around the recovery.
+    outage = load.between(killed + 0.5, restarted)
     if mode == "open":
         assert outage and all(a.status == 200 and not a.limited for a in outage)
     else:
         assert outage and all(a.status == 503 and a.problem and a.retry_after >= 1
                               for a in outage)
-    after = load.between(restarted + max(recovered) + 0.05, settled)
+    after = load.between(restarted + max(recovered) + 0.3, settled)
     assert after and all(a.status == 200 and a.limited for a in after)
     print(f"proof: Redis killed {restarted - killed:.1f}s, fail-{mode}: {len(outage)} "
           f"answers during the outage ({sorted({a.status for a in outage})}), "
@@ -201,11 +202,11 @@ def test_upstream_faults_under_load_fall_back_and_recover(
     with Load([r.url for r in replicas], "/api/x", deployment.as_tenant("acme")) as load:
         phase("healthy", 1.0, heal)
         phase("answers 500", 2.0, lambda: setattr(primary, "fail_status", 500))
-        phase("recovered", 2.0, heal)
+        phase("recovered", 2.5, heal)
         phase("slow", 2.0, lambda: setattr(primary, "delay", 1.0))
-        phase("recovered", 2.0, heal)
+        phase("recovered", 2.5, heal)
         phase("killed", 2.0, primary.stop)
-        phase("restarted", 2.0, primary.start)
+        phase("restarted", 2.5, primary.start)
 
     assert {a.status for a in load.answers} == {200}, load.errors[:3]
     for p in phases:
@@ -215,7 +216,7 @@ def test_upstream_faults_under_load_fall_back_and_recover(
               f"primary, {p.primary_hits} reached it, p99 {load.p99(answers) * 1000:.0f} ms")
         if p.name in ("answers 500", "slow", "killed"):
             # Past the requests in flight at the switch, the fallback answers them all...
-            settled = load.between(p.start + total_timeout + 0.1, p.end)
+            settled = load.between(p.start + total_timeout + 0.3, p.end)
             assert settled and all(a.backend == "backup" for a in settled)
             # ...and each replica's breaker keeps the target's share small: `failures`
             # plus what was in flight, then one probe per cool-down.
@@ -223,5 +224,5 @@ def test_upstream_faults_under_load_fall_back_and_recover(
             assert p.primary_hits <= REPLICAS * per_replica < len(answers) / 3
         elif p.name in ("recovered", "restarted"):
             # Traffic is back on the primary everywhere once a probe succeeded.
-            late = load.between(p.start + cooldown + 1.0, p.end)
+            late = load.between(p.start + cooldown + 1.5, p.end)
             assert late and all(a.backend == "primary" for a in late)
