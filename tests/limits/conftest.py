@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,14 @@ class TenantKeys:
     def write(self, tenants: Iterable[str], data_dir: Path, redis_url: str | None) -> None:
         """Issue keys for `tenants` (once each) and store them where a gateway with this
         data dir / Redis looks: the same factory the gateway uses picks the store."""
-        records = self.records(list(tenants))
+        self._put(self.records(list(tenants)), data_dir, redis_url)
 
+    def revoke(self, tenant: str, data_dir: Path, redis_url: str | None) -> None:
+        """Revoke `tenant`'s key now, as `gateway keys revoke` does (gateway/auth/admin.py)."""
+        self._put([replace(self.keys[tenant][1], revoked=time.time())], data_dir, redis_url)
+
+    @staticmethod
+    def _put(records: list[ApiKeyRecord], data_dir: Path, redis_url: str | None) -> None:
         async def put() -> None:
             redis = connect_redis(redis_url) if redis_url else None
             store = open_key_store(data_dir, redis)
