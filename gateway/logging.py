@@ -8,6 +8,11 @@ JSON mode (`write_access`): the same keys, timestamp and `redact_secrets` as the
 would give it, rendered straight to the buffer. structlog's generic path (bound-logger
 dispatch, the context-variable merge, six processors) was the largest cost the gateway
 added per request (bench/bench_instructions.py, cases `logs` and `quiet`).
+
+A request's own fields for the other lines it causes (`request_id`, then `tenant` and
+`credential`) live in one dict in one context variable (`start_request_fields`,
+`bind_request_fields`): one `ContextVar.set` per request, where structlog's
+contextvars cost a context copy to clear and a variable per field.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 import sys
 import time
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any, BinaryIO
 
 import orjson
@@ -53,6 +59,38 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
             event[k] = REDACTED
         elif isinstance(v, str) and ("gw_" in v or "earer" in v.lower()):
             event[k] = _scrub(v)
+    return event
+
+
+_request_fields: ContextVar[dict[str, Any] | None] = ContextVar("gateway_request_fields",
+                                                               default=None)
+
+
+def start_request_fields(**fields: Any) -> None:
+    """The fields of the request (or job) this task now runs, replacing any before."""
+    _request_fields.set(fields)
+
+
+def bind_request_fields(**fields: Any) -> None:
+    """Add fields to the current request's (tasks it started see them too)."""
+    current = _request_fields.get()
+    if current is None:
+        _request_fields.set(fields)
+    else:
+        current.update(fields)
+
+
+def end_request_fields() -> None:
+    _request_fields.set(None)
+
+
+def merge_request_fields(_: Any, __: str, event: MutableMapping[str, Any]
+                         ) -> MutableMapping[str, Any]:
+    """structlog processor: the current request's fields (a line's own keys win)."""
+    current = _request_fields.get()
+    if current:
+        for k, v in current.items():
+            event.setdefault(k, v)
     return event
 
 
@@ -191,7 +229,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", buffered: bool = F
     _access_enabled = level_no <= logging.INFO
     _access_direct = json_output and buffered
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        merge_request_fields,
         structlog.processors.add_log_level,
         add_timestamp,
         redact_secrets,

@@ -8,12 +8,11 @@ import re
 import time
 from typing import Any
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config.reserved import RESERVED_EXACT, RESERVED_PREFIXES
 from gateway.context import RequestContext
-from gateway.logging import write_access
+from gateway.logging import start_request_fields, write_access
 from gateway.metrics import GatewayMetrics
 from gateway.tracing import trace_id_of
 
@@ -50,8 +49,7 @@ class RequestIdMiddleware:
             request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start_request_fields(request_id=request_id)
         header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:

@@ -25,6 +25,7 @@ from gateway.config.runtime import ConfigHolder
 from gateway.context import Principal, RequestContext
 from gateway.errors import Forbidden, GatewayError, NotFound, UpstreamError
 from gateway.jobs.records import JobRequest, Outcome
+from gateway.logging import end_request_fields, start_request_fields
 from gateway.metrics import GatewayMetrics
 from gateway.proxy_response import ProxyResponse
 from gateway.stores.jobs import Delivery, JobQueue
@@ -92,8 +93,7 @@ class JobRunner:
             except (ValueError, KeyError, TypeError):
                 raise _Failed(GatewayError(UNREADABLE)) from None
             request_id = request.request_id
-            structlog.contextvars.bind_contextvars(request_id=request_id, job=job.id,
-                                                   tenant=job.tenant)
+            start_request_fields(request_id=request_id, job=job.id, tenant=job.tenant)
             if route is None or route.spec.async_ is None:
                 raise _Failed(NotFound(ROUTE_GONE.format(route=job.route)))
             if job.attempts > route.spec.async_.max_attempts:
@@ -131,5 +131,5 @@ class JobRunner:
         if self.metrics is not None:
             self.metrics.observe_job(ctx, job.route, status, written, job.created,
                                      job.started, job.attempts == 1)
-        structlog.contextvars.unbind_contextvars("request_id", "job", "tenant")
+        end_request_fields()
         return written

@@ -14,13 +14,12 @@ refused the same way, so a disabled tenant's keys and tokens stop at the next re
 
 from __future__ import annotations
 
-import structlog
-
 from gateway.auth.api_keys import KEY_PREFIX
 from gateway.auth.service import AuthService
 from gateway.config.runtime import CompiledRoute, RuntimeConfig
 from gateway.context import Principal, RequestContext
 from gateway.errors import BadRequest, Unauthenticated
+from gateway.logging import bind_request_fields
 from gateway.pipeline import Policy
 from gateway.proxy_response import ProxyResponse
 
@@ -89,6 +88,5 @@ async def authenticate(auth: AuthService, config: RuntimeConfig,
     tenant = config.tenants.get(principal.tenant_id)
     if tenant is None or not tenant.enabled:
         raise Unauthenticated(UNKNOWN_TENANT)
-    structlog.contextvars.bind_contextvars(tenant=principal.tenant_id,
-                                           credential=principal.credential_id)
+    bind_request_fields(tenant=principal.tenant_id, credential=principal.credential_id)
     return principal
