@@ -65,6 +65,7 @@ from gateway.errors import (
     UriTooLong,
     render_problem,
 )
+from gateway.http_cycle import start_cycle
 from gateway.middleware import SANE_REQUEST_ID, new_request_id
 
 LINGER_SECONDS = 2.0  # reading (and dropping) what a refused client still sends
@@ -219,7 +220,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_timer()
         self._reading_body = True
         self._last_read = self.loop.time()
-        super().on_headers_complete()
+        start_cycle(self)
 
     def on_message_complete(self) -> None:
         self._reading_body = False

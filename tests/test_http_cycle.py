@@ -1,0 +1,148 @@
+"""The server's answer writer (`gateway.http_cycle.GatewayCycle`) against uvicorn's own
+`RequestResponseCycle`: the same messages must put the same bytes on the wire and leave
+the connection in the same state, with a whole answer in one write. (End to end, every
+test that talks to `gateway serve` goes through it too.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from gateway.http_cycle import GatewayCycle
+
+DATE = [(b"date", b"Thu, 03 Dec 2026 18:00:00 GMT")]
+
+
+class RecordingTransport:
+    """What a cycle writes, one entry per write; whether it closed the connection."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def run(cls: type[RequestResponseCycle], messages: list[dict[str, Any]], method: str = "POST",
+        keep_alive: bool = True) -> tuple[RecordingTransport, RequestResponseCycle, int]:
+    transport = RecordingTransport()
+    completed = 0
+
+    def on_response() -> None:
+        nonlocal completed
+        completed += 1
+
+    async def main() -> RequestResponseCycle:
+        cycle = cls(scope={"method": method}, transport=transport,  # type: ignore[arg-type]
+                    flow=FlowControl(transport), logger=logging.getLogger("t"),  # type: ignore[arg-type]
+                    access_logger=logging.getLogger("t"), access_log=False,
+                    default_headers=DATE, message_event=asyncio.Event(),
+                    expect_100_continue=False, keep_alive=keep_alive, on_response=on_response)
+        for message in messages:
+            await cycle.send(message)
+        return cycle
+
+    cycle = asyncio.run(main())
+    return transport, cycle, completed
+
+
+def start(status: int, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {"type": "http.response.start", "status": status, "headers": list(headers)}
+
+
+def body(data: bytes, more: bool = False) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+JSON = (b"content-type", b"application/json")
+ANSWERS = {
+    "whole": ([start(200, JSON, (b"content-length", b"2")), body(b"{}")], "POST", True),
+    "whole in parts": ([start(200, (b"content-length", b"6")), body(b"ab", more=True),
+                        body(b"cd", more=True), body(b"ef")], "POST", True),
+    "empty first part": ([start(200, (b"content-length", b"3")), body(b"", more=True),
+                          body(b"abc")], "POST", True),
+    "chunked stream": ([start(200, (b"content-type", b"text/event-stream")),
+                        body(b"data: 1\n\n", more=True), body(b"")], "POST", True),
+    "declared chunked": ([start(200, (b"transfer-encoding", b"chunked")),
+                          body(b"xy", more=True), body(b"")], "GET", True),
+    "HEAD": ([start(200, (b"content-length", b"10")), body(b"")], "HEAD", True),
+    "204": ([start(204), body(b"")], "DELETE", True),
+    "length 0": ([start(200, (b"content-length", b"0")), body(b"")], "GET", True),
+    "app closes": ([start(200, (b"content-length", b"1"), (b"connection", b"Keep-Alive, close")),
+                    body(b"x")], "GET", True),
+    "server closes": ([start(503, (b"content-length", b"1")), body(b"x")], "GET", False),
+}
+
+
+@pytest.mark.parametrize("name", list(ANSWERS))
+def test_the_same_bytes_and_state_as_uvicorns_cycle(name: str) -> None:
+    messages, method, keep_alive = ANSWERS[name]
+    ours, our_cycle, our_done = run(GatewayCycle, messages, method, keep_alive)
+    theirs, their_cycle, their_done = run(RequestResponseCycle, messages, method, keep_alive)
+    assert b"".join(ours.writes) == b"".join(theirs.writes)
+    assert (ours.closed, our_done) == (theirs.closed, their_done)
+    for attr in ("response_complete", "keep_alive", "chunked_encoding",
+                 "expected_content_length"):
+        assert getattr(our_cycle, attr) == getattr(their_cycle, attr), attr
+
+
+def test_a_whole_answer_is_one_write() -> None:
+    transport, _, done = run(GatewayCycle, ANSWERS["whole"][0])
+    assert len(transport.writes) == 1 and done == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.writes[0].endswith(b"\r\n\r\n{}")
+
+
+def test_a_stream_head_is_not_held_back() -> None:
+    transport, cycle, _ = run(GatewayCycle, [start(200, (b"content-type", b"text/event-stream"))])
+    assert len(transport.writes) == 1 and b"transfer-encoding: chunked" in transport.writes[0]
+    assert cycle.response_started and not cycle.response_complete
+
+
+@pytest.mark.parametrize("header", [
+    (b"x-evil", b"a\r\nset-cookie: s=1"),
+    (b"x-evil", b"a\nb"),
+    (b"x-evil", b"a\rb"),
+    (b"x-evil\r\nset-cookie", b"s=1"),
+])
+def test_cr_or_lf_in_a_header_is_refused_and_nothing_is_written(header) -> None:
+    with pytest.raises(RuntimeError, match="CR or LF"):
+        run(GatewayCycle, [start(200, header, (b"content-length", b"0")), body(b"")])
+    transport = RecordingTransport()
+    cycle = GatewayCycle(scope={"method": "GET"}, transport=transport,  # type: ignore[arg-type]
+                         flow=FlowControl(transport), logger=logging.getLogger("t"),  # type: ignore[arg-type]
+                         access_logger=logging.getLogger("t"), access_log=False,
+                         default_headers=[], message_event=asyncio.Event(),
+                         expect_100_continue=False, keep_alive=True, on_response=lambda: None)
+    with pytest.raises(RuntimeError):
+        asyncio.run(cycle.send(start(200, header)))
+    assert transport.writes == []
+
+
+@pytest.mark.parametrize("parts, error", [
+    ([body(b"abc")], "longer"),
+    ([body(b"a")], "shorter"),
+])
+def test_a_body_that_breaks_its_declared_length_fails_as_in_uvicorn(parts, error) -> None:
+    messages = [start(200, (b"content-length", b"2")), *parts]
+    for cls in (GatewayCycle, RequestResponseCycle):
+        with pytest.raises(RuntimeError, match=error):
+            run(cls, messages)
