@@ -15,14 +15,20 @@ So here:
   out in the same write. Answers without a declared length (chunked, event streams) or
   without a body (HEAD, 204, 304, length 0) are written at once, as before.
 
-Everything else (flow control, Content-Length accounting, keep-alive, completion) is
-uvicorn's own code path.
+A request whose whole body is in when the app first asks for it gets it without an
+await on uvicorn's (already set) event. Everything else (flow control, Content-Length
+accounting, keep-alive, completion) is uvicorn's own code path.
+
+`KeepAlive` is the connection's idle deadline between requests, armed lazily: uvicorn
+makes a timer at the end of every answer and cancels it at the next request's first
+bytes, a timer made and destroyed per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -42,6 +48,17 @@ class GatewayCycle(RequestResponseCycle):
     """One request and its answer on a connection (see the module docstring)."""
 
     _head: bytes | None = None  # a written-out head waiting for its body's first part
+    _body_given = False  # the app has had the whole body: later receives wait (uvicorn's)
+
+    async def receive(self) -> Any:
+        if self.more_body or self._body_given or self.waiting_for_100_continue \
+                or self.disconnected or self.response_complete:
+            return await super().receive()
+        self._body_given = True
+        self.flow.resume_reading()
+        self.message_event.clear()
+        body, self.body = bytes(self.body), bytearray()
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(self, message: Any) -> None:
         if self.response_started:
@@ -116,6 +133,45 @@ class GatewayCycle(RequestResponseCycle):
             if not self.keep_alive:
                 self.transport.close()
             self.on_response()
+
+
+class KeepAlive:
+    """A connection's idle deadline between requests. Each answer's end notes the time
+    (`idle`), a request's first bytes clear it (`busy`); one timer per period at most,
+    which closes the connection (`on_expiry`) only if it has been idle that long, and
+    otherwise looks again when it could be."""
+
+    __slots__ = ("idle_since", "loop", "on_expiry", "seconds", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float,
+                 on_expiry: Callable[[], None]):
+        self.loop, self.seconds, self.on_expiry = loop, seconds, on_expiry
+        self.idle_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def idle(self) -> None:
+        self.idle_since = self.loop.time()
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.seconds, self._expired)
+
+    def busy(self) -> None:
+        self.idle_since = None
+
+    def cancel(self) -> None:
+        self.idle_since = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.idle_since is None:
+            return  # a request came: its answer's end arms the next period
+        left = self.idle_since + self.seconds - self.loop.time()
+        if left > 0:
+            self.timer = self.loop.call_later(left, self._expired)
+        else:
+            self.on_expiry()
 
 
 def start_cycle(protocol: HttpToolsProtocol) -> None:

@@ -65,7 +65,7 @@ from gateway.errors import (
     UriTooLong,
     render_problem,
 )
-from gateway.http_cycle import start_cycle
+from gateway.http_cycle import KeepAlive, start_cycle
 from gateway.middleware import SANE_REQUEST_ID, new_request_id
 
 LINGER_SECONDS = 2.0  # reading (and dropping) what a refused client still sends
@@ -114,6 +114,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._deferred: tuple[GatewayError, str] | None = None  # owed after earlier answers
         self._lengths = 0  # Content-Length headers of the current head
         self._coding = b""  # the last Transfer-Encoding header's value, lowercased
+        self._keep_alive = KeepAlive(self.loop, self.timeout_keep_alive,
+                                     self.timeout_keep_alive_handler)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -121,7 +123,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._keep_alive.cancel()
         super().connection_lost(exc)
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._keep_alive.busy()  # uvicorn's hook: a request's bytes, or an answer's end
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -257,7 +263,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._answer(refusal, self._request_id())
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        # uvicorn's, with the lazy keep-alive deadline (gateway.http_cycle.KeepAlive).
+        self.server_state.total_requests += 1
+        if not self.transport.is_closing():
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._keep_alive.idle()
         if self._deferred is not None and not self.pipeline and self.cycle.response_complete:
             self._answer(*self._deferred)
 

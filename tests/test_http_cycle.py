@@ -13,7 +13,7 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from gateway.http_cycle import GatewayCycle
+from gateway.http_cycle import GatewayCycle, KeepAlive
 
 DATE = [(b"date", b"Thu, 03 Dec 2026 18:00:00 GMT")]
 
@@ -146,3 +146,56 @@ def test_a_body_that_breaks_its_declared_length_fails_as_in_uvicorn(parts, error
     for cls in (GatewayCycle, RequestResponseCycle):
         with pytest.raises(RuntimeError, match=error):
             run(cls, messages)
+
+
+def test_a_second_receive_waits_for_the_disconnect() -> None:
+    """The body comes whole at once; a later receive (the disconnect watch) must wait
+    for the connection to end, not get the body again."""
+    async def main() -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        transport = RecordingTransport()
+        cycle = GatewayCycle(scope={"method": "POST"}, transport=transport,  # type: ignore[arg-type]
+                             flow=FlowControl(transport), logger=logging.getLogger("t"),  # type: ignore[arg-type]
+                             access_logger=logging.getLogger("t"), access_log=False,
+                             default_headers=[], message_event=asyncio.Event(),
+                             expect_100_continue=False, keep_alive=True,
+                             on_response=lambda: None)
+        cycle.body += b'{"a": 1}'
+        cycle.more_body = False
+        cycle.message_event.set()
+        first = await cycle.receive()
+        second = asyncio.ensure_future(cycle.receive())
+        await asyncio.sleep(0.01)
+        waiting = not second.done()
+        cycle.disconnected = True
+        cycle.message_event.set()
+        return first, waiting, await second
+
+    first, waiting, second = asyncio.run(main())
+    assert first == {"type": "http.request", "body": b'{"a": 1}', "more_body": False}
+    assert waiting and second == {"type": "http.disconnect"}
+
+
+def test_keep_alive_closes_only_a_connection_idle_for_the_whole_period() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        closed: list[float] = []
+        started = loop.time()
+        keep_alive = KeepAlive(loop, 0.2, lambda: closed.append(loop.time() - started))
+        keep_alive.idle()                  # an answer ended
+        await asyncio.sleep(0.1)
+        keep_alive.busy()                  # the next request came...
+        await asyncio.sleep(0.05)
+        keep_alive.idle()                  # ...and was answered at 0.15 s
+        await asyncio.sleep(0.6)
+        busy = KeepAlive(loop, 0.1, lambda: closed.append(-1.0))
+        busy.idle()
+        busy.busy()                        # a request in flight is never cut
+        await asyncio.sleep(0.2)
+        cancelled = KeepAlive(loop, 0.05, lambda: closed.append(-2.0))
+        cancelled.idle()
+        cancelled.cancel()                 # the connection ended
+        await asyncio.sleep(0.1)
+        return closed
+
+    closed = asyncio.run(main())
+    assert len(closed) == 1 and 0.33 <= closed[0] < 0.75  # 0.15 s + the 0.2 s period
