@@ -105,7 +105,10 @@ class RedisRateLimitStore(GuardedStore):
         return Charge(now, verdict, limits, slot if verdict == 0 else None)
 
     async def release(self, key: str, slot: str) -> None:
-        await self.client.execute("ZREM", slots_key(key), slot)
+        # Unanswered: the request's end (its access line, its metrics) does not wait a
+        # round trip for it; a lost ZREM leaves the slot to expire (`ttl`), as a dead
+        # replica's would.
+        await self.client.execute_unanswered("ZREM", slots_key(key), slot)
 
     async def settle(self, checks: Sequence[Check], delta: int) -> None:
         if self._settle is None:

@@ -29,6 +29,11 @@ class StoreRedis(Protocol):
         """Send one command; a Redis error reply raises redis-py's ResponseError."""
         ...
 
+    async def execute_unanswered(self, *args: Any) -> None:
+        """Send a command whose reply nobody reads: a client that keeps its commands in
+        order on one connection may return before the reply (MuxRedis); others wait."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -51,6 +56,10 @@ class RedisPyBridge:
         # The stores read the replies of GET and EVALSHA only, which redis-py passes on as
         # Redis sent them (bytes, ints, lists; decode_responses is off), as MuxRedis does.
         return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def execute_unanswered(self, *args: Any) -> None:
+        # A pool: a later command may go on another connection, so this one must be done.
+        await self.execute(*args)
 
     async def ping(self) -> None:
         await self._client.execute_command("PING")  # type: ignore[no-untyped-call]

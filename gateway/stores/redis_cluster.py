@@ -119,6 +119,9 @@ class MuxCluster:
                 raise
         raise RedisConnectionError("too many Redis Cluster redirections")
 
+    async def execute_unanswered(self, *args: Arg) -> None:
+        await self.execute(*args)  # a redirection (MOVED, ASK) must be followed: answered
+
     @staticmethod
     def _address(where: str, asked: str) -> str:
         """A redirection's `host:port`; an empty host means the node that answered."""

@@ -1,7 +1,8 @@
 """One pipelined Redis connection for the stores' own commands (the request hot path).
 
 A limited request makes one Redis call before the upstream (charge.lua) and, with
-an in-flight cap, one after it (ZREM); a cached route one GET. Through redis-py 8 each
+an in-flight cap, one after it (ZREM, sent unanswered: `execute_unanswered`); a cached
+route one GET. Through redis-py 8 each
 call pays its per-command layers (pool checkout, retry wrapper, event dispatch,
 observability recorder) before a byte moves; here a call is one packed write and one
 future (`bench/bench_redis_charge.py` measures both clients).
@@ -41,7 +42,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.stores.redis_url import connection_options, is_tls, tls_context
 
 log = structlog.get_logger("gateway.stores")
-Waiter = tuple[float, "asyncio.Future[Any]"]  # (deadline, future)
+# (deadline, future); no future: a reply nobody waits for (`execute_unanswered`)
+Waiter = tuple[float, "asyncio.Future[Any] | None"]
 Arg = str | bytes | int | float
 
 
@@ -62,17 +64,20 @@ class _Link(asyncio.Protocol):
         self.transport = transport
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._write(packed, fut)
+        return fut
+
+    def _write(self, packed: bytes, fut: asyncio.Future[Any] | None) -> None:
         if self.closed:  # lost between the caller's check and now: nothing would answer
             raise RedisConnectionError("connection to Redis lost")
         loop = asyncio.get_running_loop()
         if loop is not self.loop:  # nothing on this loop would ever read its reply
             raise RedisConnectionError("Redis client used from another event loop")
-        fut: asyncio.Future[Any] = loop.create_future()
         self.transport.write(packed)  # no reply can be read before the append below
         self.waiters.append((time.monotonic() + self.timeout, fut))
         if self._watch is None:
             self._watch = loop.call_later(self.timeout, self._check_deadline)
-        return fut
 
     def data_received(self, data: bytes) -> None:
         reader, waiters = self.reader, self.waiters
@@ -89,7 +94,7 @@ class _Link(asyncio.Protocol):
                 self.abort(RedisConnectionError("unexpected reply from Redis"))
                 return
             fut = waiters.popleft()[1]
-            if not fut.done():  # done: its caller was cancelled; the reply is dropped
+            if fut is not None and not fut.done():  # else nobody waits: it is dropped
                 fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -119,7 +124,7 @@ class _Link(asyncio.Protocol):
         try:
             while self.waiters:
                 fut = self.waiters.popleft()[1]
-                if not fut.done():
+                if fut is not None and not fut.done():
                     fut.set_exception(exc)
         finally:
             if self.transport is not None:
@@ -160,6 +165,22 @@ class MuxRedis:
         if link is None or link.closed:
             link = await self._connect()
         return self._checked(link, await link.send(packed))
+
+    async def execute_unanswered(self, *args: Arg) -> None:
+        """Send a command whose reply nobody needs, without waiting for it: on a live
+        connection this returns without suspending, and the reply is read and dropped in
+        turn. Later commands are answered after it (one connection, in order). Its
+        failure reaches nobody: only for a command with a fallback of its own (an
+        in-flight slot's release: the slot's expiry)."""
+        link = self._link
+        if link is None or link.closed:
+            await self.execute(*args)  # connecting: the slow path, answered
+            return
+        try:
+            packed = hiredis.pack_command(args)  # type: ignore[arg-type]
+        except (TypeError, UnicodeError) as exc:
+            raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+        link._write(packed, None)
 
     async def execute_asking(self, *args: Arg) -> Any:
         """ASKING, then the command, back to back on the connection, so no other

@@ -93,19 +93,19 @@ class RoundTrips:
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.sent: list[bytes] = []
         original = AbstractConnection.send_packed_command
-        mux_send = _Link.send
+        mux_write = _Link._write  # every command the mux sends, answered or not
 
         async def counted(conn: Any, command: Any, check_health: bool = True) -> None:
             packed = command if isinstance(command, bytes) else b"".join(command)
             self.sent.append(packed.split(b"\r\n")[2])  # the command's name
             await original(conn, command, check_health)
 
-        def mux_counted(link: _Link, packed: bytes) -> Any:
+        def mux_counted(link: _Link, packed: bytes, fut: Any) -> None:
             self.sent.append(packed.split(b"\r\n")[2])
-            return mux_send(link, packed)
+            mux_write(link, packed, fut)
 
         monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-        monkeypatch.setattr(_Link, "send", mux_counted)
+        monkeypatch.setattr(_Link, "_write", mux_counted)
 
 
 def evalsha_calls(client: redis.Redis) -> int:

@@ -460,3 +460,32 @@ def test_url_options_are_applied_or_refused(redis_server):
     # A certificate that cannot be loaded is a connection error (the breaker's), not a 500.
     failed = run(_ping_over(f"rediss://127.0.0.1:{free_port()}/0?ssl_certfile=/no/such.pem"))
     assert isinstance(failed, ConnectionError)
+
+
+def test_an_unanswered_command_returns_at_once_and_the_stream_stays_in_step(redis_server):
+    """execute_unanswered on a live connection finishes without suspending; its reply
+    (an error reply too) is read and dropped, and later callers get their own replies,
+    after its effect (one connection, in order)."""
+    async def go() -> tuple[bool, bool, list[object]]:
+        mux = MuxRedis(redis_server.url, 1.0, 1.0)
+        try:
+            await mux.ping()
+            call = mux.execute_unanswered("SET", "k", "v")
+            try:
+                call.send(None)
+                suspended = True
+            except StopIteration:
+                suspended = False
+            call.close()
+            failing = mux.execute_unanswered("INCR", "k")  # an error reply nobody reads
+            with contextlib.suppress(StopIteration):
+                failing.send(None)
+            waiting = mux._link is not None and len(mux._link.waiters) == 2
+            return suspended, waiting, [await mux.execute("GET", "k"),
+                                        await mux.execute("ECHO", "after")]
+        finally:
+            await mux.aclose()
+
+    suspended, waiting, replies = run(go())
+    assert not suspended and waiting
+    assert replies == [b"v", b"after"]
