@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import certifi
 
+from gateway.connection_cap import ConnectionCap
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.http1 import (
     ConnectionLost,
@@ -91,7 +92,7 @@ class Http1Transport:
     def __init__(self, pool_size: int = 512, tls: ssl.SSLContext | None = None):
         self.pool_size = pool_size
         self._idle: dict[str, list[Http1Connection]] = {}
-        self._in_use = asyncio.Semaphore(pool_size)
+        self._in_use = ConnectionCap(pool_size)
         self._origins: dict[str, Origin] = {}
         # https upstreams: certifi's roots, as httpx (the control path) has them.
         self._tls = tls
@@ -103,7 +104,7 @@ class Http1Transport:
         self._idle.clear()
 
     async def send(self, request: UpstreamRequest) -> ProxyResponse:
-        scheme, sep, rest = request.url.partition("://")
+        scheme, _, rest = request.url.partition("://")
         authority, slash, path = rest.partition("/")
         origin_key = f"{scheme}://{authority}"
         origin = self._origins.get(origin_key) or self._origin(origin_key)
@@ -116,7 +117,8 @@ class Http1Transport:
         held = False
         try:
             async with asyncio.timeout(request.total_timeout):
-                await slots.acquire()  # at once while below the cap
+                if not slots.take():  # at once while below the cap
+                    await slots.wait()
                 held = True
                 conn = self._pooled(origin_key)
                 if conn is None:
@@ -138,13 +140,13 @@ class Http1Transport:
                     answered, conn = conn, None
                     self._give_back(answered)
                     held = False
-                    slots.release()
+                    slots.give()
                     headers_out = answer_headers(answered.headers)
                     headers_out.append((b"content-length", str(len(data)).encode()))
                     return ProxyResponse(answered.status, headers_out, body=data)
         except BaseException as exc:
             if held:
-                slots.release()
+                slots.give()
             if conn is not None:
                 conn.abort()  # unfinished: the upstream sees the connection close
             raise _map_error(exc, request) from None
@@ -223,7 +225,7 @@ class Http1Transport:
             nonlocal held
             if held:
                 held = False
-                slots.release()
+                slots.give()
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
