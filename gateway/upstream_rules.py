@@ -134,20 +134,16 @@ def with_target_headers(headers: list[tuple[str, str]], target: CompiledTarget
     return out
 
 
-HeaderBytes = bytes | memoryview
-
-
-def answer_headers(raw: Iterable[tuple[HeaderBytes, HeaderBytes]]) -> list[tuple[bytes, bytes]]:
+def answer_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers the client may see, as ASGI wants them. Names
-    come lower-cased from the HTTP client (as HTTP/2 has them); bytes pass through."""
+    come lower-cased from the HTTP client (`gateway.http1`), as HTTP/2 has them."""
     out = []
     named: set[bytes] = set()  # what the upstream's Connection fields name: hop-by-hop too
     for k, v in raw:
-        name = bytes(k).lower()
-        if name not in _RESPONSE_DROP:
-            out.append((name, bytes(v)))
-        elif name == b"connection":
-            named.update(t.strip().lower() for t in bytes(v).split(b","))
+        if k not in _RESPONSE_DROP:
+            out.append((k, v))
+        elif k == b"connection":
+            named.update(t.strip().lower() for t in v.split(b","))
     if named:
         out = [h for h in out if h[0] not in named]
     return out
