@@ -60,9 +60,10 @@ class RateLimitPolicy(Policy):
         self.stores = stores
         self.store = stores.rate_limits
         self.fail_closed = fail_closed
-        # (tenant, route) -> plan, rebuilt when a reload hands out new EffectiveLimits;
-        # bounded by the tenants and routes in the config.
-        self._plans: dict[tuple[str, str], Plan] = {}
+        # (tenant, route) -> plan (None: unlimited) of one config generation, started
+        # over at a reload; bounded by the tenants and routes in the config.
+        self._plans: dict[tuple[str, str], Plan | None] = {}
+        self._plans_of: object = None  # the config they were made from
 
     def applies_to(self, route: CompiledRoute) -> bool:
         return not route.public  # nobody to charge
@@ -71,13 +72,18 @@ class RateLimitPolicy(Policy):
         if ctx.principal is None:
             return None  # nobody to charge: public routes are not limited
         tenant, route = ctx.principal.tenant_id, ctx.route.name
-        limits = ctx.config.limits.lookup(tenant, route)
-        if limits.unlimited:
+        config = ctx.config
+        if config is not self._plans_of:
+            self._plans, self._plans_of = {}, config
+        try:
+            plan = self._plans[(tenant, route)]
+        except KeyError:
+            effective = config.limits.lookup(tenant, route)
+            plan = self._plans[(tenant, route)] = (
+                None if effective.unlimited else plan_for(tenant, route, effective))
+        if plan is None:
             return None
-        plan = self._plans.get((tenant, route))
-        if plan is None or plan[0] is not limits:
-            plan = self._plans[(tenant, route)] = plan_for(tenant, route, limits)
-        _, checks, cap, amounts = plan
+        limits, checks, cap, amounts = plan
         try:
             got = await self.store.charge(checks, limits.cost, cap)
         except StoreUnavailable:
