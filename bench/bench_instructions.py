@@ -15,6 +15,7 @@ threads). Cases:
   logs   access log only;  metrics   metrics only
   tenant what a tenant's request takes: `full` + an API key, the route's scope check,
          the tier's rate limit and in-flight cap (memory), as bench_gateway.py measures
+  tenant-redis  the same with limits, slots and keys in a Redis of the bench's own
   hit    `full`, on a cached route: every request but the first is a memory cache hit
          (what the hit path itself costs; not a throughput prediction against `full`,
          whose sockets and thread wake-ups to the upstream are kernel time, not counted)
@@ -42,7 +43,7 @@ from pathlib import Path
 from bench_gateway import BODY, TENANTS, TIERS
 from bench_gateway import ROUTES as BENCH_ROUTES
 from bench_gateway import TENANT_ROUTES as BENCH_TENANT_ROUTES
-from harness import fake_upstream, free_port, start, stop, wait_port, wrk
+from harness import fake_upstream, free_port, redis_server, start, stop, wait_port, wrk
 
 CACHED_ROUTE = """\
   - name: cached
@@ -62,8 +63,10 @@ CASES: dict[str, tuple[dict[str, str], str]] = {
     "metrics": ({"GATEWAY_ACCESS_LOG": "false"}, "/v1/bench"),
     "hit": ({}, "/v1/cached"),
     "tenant": ({}, "/v1/predict"),  # `full` + API key, scope check, tier limit (memory)
+    "tenant-redis": ({}, "/v1/predict"),  # the same on a Redis (GATEWAY_REDIS_URL)
 }
-TENANT_CASES = {"tenant"}
+TENANT_CASES = {"tenant", "tenant-redis"}
+REDIS_CASES = {"tenant-redis"}
 
 
 def callgrind(pid: int, *args: str) -> None:
@@ -89,6 +92,10 @@ def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
            "GATEWAY_POLICIES_DIR": str(workdir / "policies"), "GATEWAY_DATA_DIR": str(workdir),
            "GATEWAY_LOG_FORMAT": "json", **CASES[case][0]}
     headers = {"Content-Type": "application/json"}
+    redis = None
+    if case in REDIS_CASES:
+        redis, redis_port = redis_server()
+        env["GATEWAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     if tenant:
         (workdir / "policies" / "tiers.yaml").write_text(TIERS)
         (workdir / "policies" / "tenants.yaml").write_text(TENANTS)
@@ -120,7 +127,7 @@ def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
             sys.exit(f"{case}: {res.errors} failed of {res.requests} requests")
         return total / res.requests, res.requests
     finally:
-        stop(proc)
+        stop(proc, *([redis] if redis is not None else []))
         if not os.environ.get("KEEP"):
             shutil.rmtree(workdir, ignore_errors=True)
         else:
