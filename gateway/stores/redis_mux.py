@@ -2,10 +2,9 @@
 
 A limited request makes one Redis call before the upstream (charge.lua) and, with
 an in-flight cap, one after it (ZREM, sent unanswered: `execute_unanswered`); a cached
-route one GET. Through redis-py 8 each
-call pays its per-command layers (pool checkout, retry wrapper, event dispatch,
-observability recorder) before a byte moves; here a call is one packed write and one
-future (`bench/bench_redis_charge.py` measures both clients).
+route one GET. Through redis-py 8 each call pays its per-command layers (pool checkout,
+retry wrapper, event dispatch, observability recorder) before a byte moves; here a call
+is one packed write and one future (`bench/bench_redis_charge.py` measures both clients).
 
 Redis answers one connection's commands strictly in order, so every caller shares one
 connection: each call appends a future to a FIFO and writes its command; replies resolve
