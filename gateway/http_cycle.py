@@ -47,7 +47,7 @@ INVALID_HEADER = "Invalid HTTP header: a name or value holds CR or LF."
 class GatewayCycle(RequestResponseCycle):
     """One request and its answer on a connection (see the module docstring)."""
 
-    _head: bytes | None = None  # a written-out head waiting for its body's first part
+    _head: bytes | None = None  # a head not yet written: it goes with the body's first part
     _body_given = False  # the app has had the whole body: later receives wait (uvicorn's)
 
     async def receive(self) -> Any:
@@ -79,7 +79,9 @@ class GatewayCycle(RequestResponseCycle):
         status = message["status"]
         headers = [*self.default_headers, *message.get("headers", ())]
         closing = False
+        parts: list[bytes] = []
         for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
             if name in _FRAMING:
                 if name == b"content-length":
                     if self.chunked_encoding is None:
@@ -92,7 +94,7 @@ class GatewayCycle(RequestResponseCycle):
                 elif b"close" in [t.lower().strip() for t in value.split(b",")]:
                     self.keep_alive = False
                     closing = True
-        lines = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+        lines = b"".join(parts)
         if lines.count(b"\n") != len(headers) or lines.count(b"\r") != len(headers):
             raise RuntimeError(INVALID_HEADER)
         extra = b""
