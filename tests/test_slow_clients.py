@@ -1,7 +1,8 @@
 """Slow and half-closed clients against a real `gateway serve` (gateway/http_protocol.py):
 a head sent a byte a second and a body that stalls are cut off by GATEWAY_HEADER_TIMEOUT
 and GATEWAY_BODY_TIMEOUT (short here) with a 408 problem while others are served; idle
-connections are closed; a client that half-closes is taken for one that left."""
+connections are closed, a kept-alive one 5 s after its last answer; a client that
+half-closes is taken for one that left."""
 
 from __future__ import annotations
 
@@ -118,6 +119,34 @@ def test_idle_connections_are_closed_and_do_not_block_others(gw):
         for s in idle:
             s.close()
     assert served(gw.port) == 200
+
+
+def read_answer(s: socket.socket) -> bytes:
+    """One answer with a Content-Length off a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += s.recv(65536)
+    return head
+
+
+def test_a_kept_alive_connection_is_closed_5s_after_its_last_answer(gw):
+    """uvicorn's keep-alive timeout (5 s) counts from the last answer, not the first:
+    a second request 2 s in moves the close to about 7 s (gateway.http_cycle.KeepAlive)."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=15) as s:
+        s.sendall(get())
+        assert read_answer(s).startswith(b"HTTP/1.1 200")
+        time.sleep(2)
+        s.sendall(get())
+        assert read_answer(s).startswith(b"HTTP/1.1 200")
+        answered = time.monotonic()
+        assert s.recv(1024) == b""  # closed by the gateway, with nothing more sent
+        idle = time.monotonic() - answered
+    assert 4.0 <= idle <= 6.5, idle
 
 
 def test_a_half_closed_client_is_a_client_that_left(gw, upstream):
