@@ -155,11 +155,7 @@ class MuxRedis:
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply; a Redis error reply raises
         ResponseError."""
-        try:
-            # hiredis' stub types the tuple as one element; it takes any number.
-            packed = hiredis.pack_command(args)  # type: ignore[arg-type]
-        except (TypeError, UnicodeError) as exc:  # e.g. None, or a lone surrogate
-            raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+        packed = _pack(args)
         link = self._link
         if link is None or link.closed:
             link = await self._connect()
@@ -175,19 +171,12 @@ class MuxRedis:
         if link is None or link.closed:
             await self.execute(*args)  # connecting: the slow path, answered
             return
-        try:
-            packed = hiredis.pack_command(args)  # type: ignore[arg-type]
-        except (TypeError, UnicodeError) as exc:
-            raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
-        link._write(packed, None)
+        link._write(_pack(args), None)
 
     async def execute_asking(self, *args: Arg) -> Any:
         """ASKING, then the command, back to back on the connection, so no other
         caller's command comes between them (Redis Cluster's ASK redirection)."""
-        try:
-            packed = hiredis.pack_command(args)  # type: ignore[arg-type]
-        except (TypeError, UnicodeError) as exc:
-            raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+        packed = _pack(args)
         link = self._link
         if link is None or link.closed:
             link = await self._connect()
@@ -288,6 +277,15 @@ class MuxRedis:
         if self._link is not None:
             self._link.abort(RedisConnectionError("Redis client closed"), expected=True)
         self._link = None
+
+
+def _pack(args: tuple[Arg, ...]) -> bytes:
+    try:
+        # hiredis' stub types the tuple as one element; it takes any number.
+        packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]
+        return packed
+    except (TypeError, UnicodeError) as exc:  # e.g. None, or a lone surrogate
+        raise DataError(f"cannot send {type(exc).__name__}: {exc}") from None
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
