@@ -17,6 +17,9 @@ from tests.servers import free_port
 
 NODE_TIMEOUT_MS = 1000
 SERVICE = "gwprimary"
+# Redis waits 5 s by default before a replica's first (diskless) full sync; until then
+# the replica holds nothing, and a failover would promote an empty one.
+SYNC_AT_ONCE = ("--repl-diskless-sync-delay", "0")
 
 
 def wait(check: object, what: str, timeout: float = 30) -> None:
@@ -36,7 +39,7 @@ class ClusterNode(RedisServer):
     def __init__(self, workdir: Path):
         super().__init__(workdir, "--cluster-enabled", "yes", "--cluster-config-file",
                          "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                         "--cluster-port", str(free_port()))
+                         "--cluster-port", str(free_port()), *SYNC_AT_ONCE)
 
     _client: redis.Redis | None = None
 
@@ -154,7 +157,7 @@ class SentinelSet:
     """A primary, one replica, three sentinels (quorum 2)."""
 
     def __init__(self, workdir: Path):
-        self.primary = RedisServer(workdir / "primary")
+        self.primary = RedisServer(workdir / "primary", *SYNC_AT_ONCE)
         self.workdir = workdir
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelProcess] = []
@@ -169,16 +172,22 @@ class SentinelSet:
 
     def start(self) -> SentinelSet:
         self.primary.start()
-        self.replica = RedisServer(self.workdir / "replica", "--replicaof", "127.0.0.1",
-                                   str(self.primary.port)).start()
+        self.replica = RedisServer(self.workdir / "replica", *SYNC_AT_ONCE, "--replicaof",
+                                   "127.0.0.1", str(self.primary.port)).start()
         self.sentinels = [SentinelProcess(self.workdir / f"sentinel{i}",
                                           self.primary.port).start() for i in range(3)]
         self.wait_healthy()
         return self
 
     def wait_healthy(self) -> None:
-        """The sentinels know the replica and each other (a failover needs both)."""
+        """The replica is in sync, and the sentinels know it and each other (a failover
+        needs all three)."""
         def ok() -> bool:
+            for server in self.servers():
+                with redis.Redis(port=server.port, socket_timeout=2) as c:
+                    info = c.info("replication")
+                if info["role"] == "slave" and info.get("master_link_status") != "up":
+                    return False
             for s in self.sentinels:
                 c = s.client()
                 if not c.sentinel_slaves(SERVICE) or len(c.sentinel_sentinels(SERVICE)) < 2:

@@ -29,7 +29,9 @@ def test_a_gateway_follows_a_sentinel_failover(redis_sentinel: SentinelSet, tmp_
     old_port = redis_sentinel.sentinels[0].primary()
     doomed = redis_sentinel.by_port(old_port)
     with redis.Redis(port=doomed.port, socket_timeout=2) as c:
-        c.execute_command("WAIT", 1, 2000)  # the replica has the counter
+        # The replica has the keys and the counter: else the failover would promote a
+        # replica without them, and the victim's key would be unknown (401).
+        assert c.execute_command("WAIT", 1, 2000) == 1
 
     doomed.proc.kill()  # type: ignore[union-attr]
     doomed.proc.wait()  # type: ignore[union-attr]
