@@ -7,8 +7,9 @@ from one process pinned to one core, with the gateway's own transport (HTTP/1.1 
 event loop, gateway/http1.py), httpx, aiohttp, pyreqwest, pyqwest, rnet and wreq (the
 last four Rust reqwest/hyper underneath), and prints requests/s and CPU microseconds per
 request (process CPU, so client threads count). Only httpx comes with the gateway; the
-others are for comparison: `pip install aiohttp pyreqwest pyqwest rnet wreq`. `--rounds N` repeats the clients in
-alternating order, since one round on a shared machine says little.
+others are for comparison: `pip install aiohttp pyreqwest pyqwest rnet wreq`.
+`--rounds N` repeats the clients in alternating order, since one round on a shared
+machine says little.
 
 Instructions per request, which a loaded machine does not move: run one client under
 callgrind at two sizes without warm-up and divide the difference (the upstream is a
@@ -32,7 +33,7 @@ import uvloop
 from harness import ROOT, fake_upstream, stop
 
 sys.path.insert(0, str(ROOT))
-from gateway.transport import Http1Transport, UpstreamRequest  # noqa: E402
+from gateway.transport import Http1Transport, UpstreamRequest
 
 BODY = b'{"text": "I love this product"}'
 HEADERS = [("content-type", "application/json"), ("x-request-id", "abc"),

@@ -183,7 +183,7 @@ class Http1Connection(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------------------
     def _framed(self) -> bool:
-        for name, _ in self.headers:
+        for name, _ in self.headers:  # noqa: SIM110 (a loop: any() adds a generator)
             if name in (b"content-length", b"transfer-encoding"):
                 return True
         return False

@@ -12,7 +12,7 @@ import ssl
 
 import pytest
 
-from gateway.transport import AttemptFailed, UpstreamRequest, Http1Transport
+from gateway.transport import AttemptFailed, Http1Transport, UpstreamRequest
 
 
 class Upstream:
@@ -277,7 +277,7 @@ def _self_signed(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(1)
             .not_valid_before(now - datetime.timedelta(days=1))
