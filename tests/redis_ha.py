@@ -22,6 +22,12 @@ SERVICE = "gwprimary"
 SYNC_AT_ONCE = ("--repl-diskless-sync-delay", "0")
 
 
+def in_sync(c: redis.Redis) -> bool:
+    """A primary, or a replica whose link to its primary is up (it holds the data)."""
+    info = c.info("replication")
+    return bool(info["role"] != "slave" or info.get("master_link_status") == "up")
+
+
 def wait(check: object, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -88,8 +94,7 @@ class RedisClusterSet:
                 c = node.client()
                 if b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
                     return False
-                info = c.info("replication")
-                if info["role"] == "slave" and info.get("master_link_status") != "up":
+                if not in_sync(c):
                     return False
             return True
 
@@ -185,9 +190,8 @@ class SentinelSet:
         def ok() -> bool:
             for server in self.servers():
                 with redis.Redis(port=server.port, socket_timeout=2) as c:
-                    info = c.info("replication")
-                if info["role"] == "slave" and info.get("master_link_status") != "up":
-                    return False
+                    if not in_sync(c):
+                        return False
             for s in self.sentinels:
                 c = s.client()
                 if not c.sentinel_slaves(SERVICE) or len(c.sentinel_sentinels(SERVICE)) < 2:
