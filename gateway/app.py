@@ -1,7 +1,8 @@
 """`create_app(settings)`: the one place that builds clients, stores, middleware, the
 gateway's endpoints and the policy list, and decides the order they run in.
 
-    RequestIdMiddleware → AccessLogMiddleware → GatewayDispatch → endpoint | ProxyEndpoint
+    RequestEdge → GatewayDispatch → endpoint     (the gateway's own, reserved paths)
+                → ProxyEndpoint               (every other path)
 Every answer, error or not, passes the same stack; every error is rendered by
 `gateway.errors.send_problem`."""
 
@@ -35,7 +36,7 @@ from gateway.jobs.submit import AsyncJobPolicy
 from gateway.logging import flush_logs
 from gateway.metrics import GatewayMetrics, StateSources
 from gateway.metrics_multiproc import forget_dead_workers, worker_exiting
-from gateway.middleware import AccessLogMiddleware, RequestIdMiddleware
+from gateway.middleware import RequestEdge
 from gateway.openapi.control import OPENAPI_PATH
 from gateway.openapi.document import OpenApiEndpoint
 from gateway.pipeline import Policy
@@ -230,8 +231,8 @@ def create_app(settings: Settings, config: RuntimeConfig | None = None) -> Gatew
         Endpoint(JOBS_PATH + "/{id}", ["GET", "DELETE"], jobs_api.one),
     ]
     # One middleware stack for every request, outermost first.
-    stack = RequestIdMiddleware(AccessLogMiddleware(
-        GatewayDispatch(endpoints, proxy), settings.access_log, metrics))
+    stack = RequestEdge(GatewayDispatch(endpoints, proxy), proxy, settings.access_log,
+                        metrics)
     return GatewayApp(stack=stack, lifespan=lifespan, settings=settings, holder=holder,
                       reloader=reloader, target_health=health, metrics=metrics,
                       stores=stores, auth=auth, upstream=upstream, drain=drain,

@@ -24,20 +24,34 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-class RequestIdMiddleware:
-    """Keeps a sane client `X-Request-ID` or makes one; echoes it; binds it for logs.
+class RequestEdge:
+    """The edge of every HTTP request: its id, its observation, then its handler.
 
-    Its send wrapper, which sees every answer's head anyway, also notes the status in
-    `scope["state"]["status"]` for the access log inside it: one wrapper per request
-    instead of two on the path every proxied request takes.
+    * Keeps a sane client `X-Request-ID` or makes one; echoes it; binds it for logs. The
+      send wrapper that adds it sees every answer's head anyway, so it also notes the
+      status in `scope["state"]["status"]` for the access log.
+    * The one observer of every finished request: its access-log line and its metrics,
+      derived from what the request left behind (that status, the duration, the
+      `RequestContext` the proxy put in `scope["state"]["ctx"]`), so no policy calls
+      into logging or metrics for them. Requests to the gateway's own (reserved) paths
+      get the route label `control`; other requests without a context matched no
+      route. An answer never started counts as a 500.
+    * The reserved test that picks the label also picks the handler: the gateway's
+      endpoints (`control`, `gateway.endpoints.GatewayDispatch`) or the `proxy` itself.
+
+    One coroutine and one send wrapper a request: a request id middleware, an access
+    log middleware and the dispatch were three frames on the path of every request.
     """
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    def __init__(self, control: ASGIApp, proxy: ASGIApp, access_log: bool = True,
+                 metrics: GatewayMetrics | None = None):
+        self.control, self.proxy = control, proxy
+        self.access_log = access_log
+        self.metrics = metrics if metrics is not None and metrics.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.control(scope, receive, send)
             return
         request_id = None
         for name, value in scope["headers"]:
@@ -58,47 +72,27 @@ class RequestIdMiddleware:
                 state["status"] = message["status"]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
-
-
-class AccessLogMiddleware:
-    """The one observer of every finished request: its access-log line and its metrics.
-
-    Both are derived from what the request left behind (the status `RequestIdMiddleware`
-    noted, so this one must run inside it; the duration; the `RequestContext` the proxy
-    put in `scope["state"]["ctx"]`), so no policy calls into logging or metrics for them.
-    Requests to the gateway's own (reserved) paths get the route label `control`; other
-    requests without a context matched no route. An answer never started counts as a 500.
-    """
-
-    def __init__(self, app: ASGIApp, enabled: bool = True,
-                 metrics: GatewayMetrics | None = None):
-        self.app = app
-        self.enabled = enabled
-        self.metrics = metrics if metrics is not None and metrics.enabled else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = self.metrics
-        if scope["type"] != "http" or not (self.enabled or metrics):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
         path = scope["path"]  # the gateway's own paths (`is_reserved`, inline)
         control = path in RESERVED_EXACT or path.startswith(RESERVED_PREFIXES)
+        app = self.control if control else self.proxy
+        metrics = self.metrics
+        if not (self.access_log or metrics):
+            await app(scope, receive, send_with_id)
+            return
+        started = time.perf_counter()
         if metrics is not None and not control:  # a scrape does not count itself in flight
             metrics.active += 1
         try:
-            await self.app(scope, receive, send)
+            await app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            state = scope.get("state", {})
             status = state.get("status", 500)
             ctx = state.get("ctx")
             if metrics is not None:
                 if not control:
                     metrics.active -= 1
                 metrics.observe_request(ctx, scope["method"], status, seconds, control)
-            if self.enabled:
+            if self.access_log:
                 write_access(_access_fields(scope, ctx, status, seconds))
 
 
