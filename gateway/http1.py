@@ -135,13 +135,14 @@ class Http1Connection(asyncio.Protocol):
         if self._drain is not None:
             await self._drain
 
-    async def head(self) -> None:
-        while not self.head_done:
-            await self._wait()
-
     async def body(self) -> bytes:
         while not self.done:
             await self._wait()
+        return self.whole_body()
+
+    def whole_body(self) -> bytes:
+        """The body of an answer that is `done` (without a coroutine: a small answer
+        usually ends in the read that brought its head)."""
         if self.error is not None:
             raise self.error
         data = b"".join(self.chunks)
@@ -204,11 +205,17 @@ class Http1Connection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _wait(self) -> None:
+    def next_event(self) -> asyncio.Future[None]:
+        """What to await for the answer's next event (its head, a part of its body, its
+        end, a failure); the awaiting caller checks `error` after. A plain method, not a
+        coroutine: the upstream call awaits the future itself, one frame less a wait."""
         if self.error is not None:
             raise self.error
-        self._waiter = self._loop.create_future()
-        await self._waiter
+        self._waiter = waiter = self._loop.create_future()
+        return waiter
+
+    async def _wait(self) -> None:
+        await self.next_event()
         if self.error is not None:
             raise self.error
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import certifi
 
 from gateway.connection_cap import ConnectionCap
+from gateway.deadline import Deadline
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.http1 import (
     ConnectionLost,
@@ -115,41 +116,45 @@ class Http1Transport:
         slots = self._in_use
         conn: Http1Connection | None = None
         held = False
+        deadline = Deadline(request.total_timeout)  # until the answer is read or streams
         try:
-            async with asyncio.timeout(request.total_timeout):
-                if not slots.take():  # at once while below the cap
-                    await slots.wait()
-                held = True
-                conn = self._pooled(origin_key)
-                if conn is None:
-                    conn = await self._connect(origin_key, origin, request.connect_timeout)
-                try:
-                    await self._exchange(conn, request, head)
-                except ConnectionLost:
-                    if not (conn.used and not conn.got_bytes and not streamed
-                            and request.method in IDEMPOTENT):
-                        raise
-                    conn = await self._connect(origin_key, origin, request.connect_timeout)
-                    await self._exchange(conn, request, head)
-                length = content_length(conn.headers)
-                # An event stream always streams (the LLM usage reader follows its
-                # events), even one whose events all came at once.
-                if (conn.done or (length is not None and length <= BUFFER_LIMIT)) \
-                        and not is_event_stream(conn.headers):
-                    data = await conn.body()
-                    answered, conn = conn, None
-                    self._give_back(answered)
-                    held = False
-                    slots.give()
-                    headers_out = answer_headers(answered.headers)
-                    headers_out.append((b"content-length", str(len(data)).encode()))
-                    return ProxyResponse(answered.status, headers_out, body=data)
+            if not slots.take():  # at once while below the cap
+                await slots.wait()
+            held = True
+            conn = self._pooled(origin_key)
+            if conn is None:
+                conn = await self._connect(origin_key, origin, request.connect_timeout)
+            try:
+                await self._exchange(conn, request, head)
+            except ConnectionLost:
+                if not (conn.used and not conn.got_bytes and not streamed
+                        and request.method in IDEMPOTENT):
+                    raise
+                conn = await self._connect(origin_key, origin, request.connect_timeout)
+                await self._exchange(conn, request, head)
+            length = content_length(conn.headers)
+            # An event stream always streams (the LLM usage reader follows its events),
+            # even one whose events all came at once.
+            if (conn.done or (length is not None and length <= BUFFER_LIMIT)) \
+                    and not is_event_stream(conn.headers):
+                data = conn.whole_body() if conn.done else await conn.body()
+                deadline.end()
+                answered, conn = conn, None
+                self._give_back(answered)
+                held = False
+                slots.give()
+                headers_out = answer_headers(answered.headers)
+                headers_out.append((b"content-length", str(len(data)).encode()))
+                return ProxyResponse(answered.status, headers_out, body=data)
         except BaseException as exc:
+            if deadline.end() and isinstance(exc, asyncio.CancelledError):
+                exc = TimeoutError()  # the answer's deadline, not a cancellation
             if held:
                 slots.give()
             if conn is not None:
                 conn.abort()  # unfinished: the upstream sees the connection close
             raise _map_error(exc, request) from None
+        deadline.end()
         return self._streamed(conn, length, request.total_timeout + READ_TIMEOUT_MARGIN)
 
     @staticmethod
@@ -162,7 +167,10 @@ class Http1Transport:
         else:
             conn.begin(head, None, request.method == "HEAD")
             await send_chunked(conn, body)
-        await conn.head()
+        while not conn.head_done:
+            await conn.next_event()
+            if conn.error is not None:
+                raise conn.error
 
     def _origin(self, key: str) -> Origin:
         parts = urlsplit(key)
