@@ -115,8 +115,9 @@ class RequestContext:
     chain: tuple[tuple[CompiledGroup, bytes], ...] = ()
     # Headers policies add to the client's answer (e.g. RateLimit-*), on success and error.
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # Run when the request ends however it ends (finished, failed, cancelled, disconnected).
-    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run when the request ends however it ends (finished, failed, cancelled, disconnected);
+    # one that returns None instead of an awaitable has done its work synchronously.
+    cleanups: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         """The client's first header of that (lower-case) name."""

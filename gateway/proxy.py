@@ -161,15 +161,18 @@ async def _run_cleanups(ctx: RequestContext) -> None:
     """Run the request's cleanups once, whatever they raise.
 
     A cleanup that finishes without suspending (an in-memory release) runs inline: a
-    cancellation cannot interrupt code that never awaits. One that suspends (a Redis
-    call) is finished in a task of its own, shielded, so a cancellation of this request
-    cannot cut it off half-way. Most requests so save a task and a loop iteration.
+    cancellation cannot interrupt code that never awaits; a synchronous one (it returns
+    None) needs no coroutine at all. One that suspends (a Redis call) is finished in a
+    task of its own, shielded, so a cancellation of this request cannot cut it off
+    half-way. Most requests so save a task and a loop iteration.
     """
     cleanups, ctx.cleanups = ctx.cleanups, []
     cancelled = None
     for cleanup in cleanups:
         try:
             coro = cleanup()
+            if coro is None:
+                continue
             try:
                 waiting_on = coro.send(None)
             except StopIteration:

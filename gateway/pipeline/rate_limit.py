@@ -15,6 +15,8 @@ headers) or closed (503), by setting.
 
 from __future__ import annotations
 
+from functools import partial
+
 from gateway.config.limits import EffectiveLimits
 from gateway.config.runtime import CompiledRoute
 from gateway.context import RequestContext
@@ -60,6 +62,9 @@ class RateLimitPolicy(Policy):
         self.stores = stores
         self.store = stores.rate_limits
         self.fail_closed = fail_closed
+        # A store whose slots live in this process frees one without waiting, and has
+        # none to keep alive: its release is the whole cleanup (see `_hold`).
+        self._release_now = getattr(self.store, "release_now", None)
         # (tenant, route) -> plan (None: unlimited) of one config generation, started
         # over at a reload; bounded by the tenants and routes in the config.
         self._plans: dict[tuple[str, str], Plan | None] = {}
@@ -109,6 +114,9 @@ class RateLimitPolicy(Policy):
 
     def _hold(self, ctx: RequestContext, tenant: str, slot: str) -> None:
         """Keep the slot alive while the request runs; release it when it ends."""
+        if self._release_now is not None:
+            ctx.cleanups.append(partial(self._release_now, tenant, slot))
+            return
         stores, store = self.stores, self.store
         stores.live_slots[slot] = tenant
 

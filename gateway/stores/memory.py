@@ -16,6 +16,9 @@ from gateway.cache_entry import CachedAnswer
 from gateway.stores.rate_limits import Charge, Check, LimitState
 from gateway.stores.strategies import STRATEGIES, gcra_settle
 
+# A named tuple's own constructor is a Python function; tuple's is not (two a charge).
+_tuple_new = tuple.__new__
+
 
 class MemoryCacheStore:
     """An LRU bounded in bytes (keys + `CachedAnswer.size`), with a TTL per entry.
@@ -108,15 +111,15 @@ class MemoryRateLimitStore:
             state = held[1] if held is not None and held[0] > now else None
             states.append(state)
             d = decide(state, amount, window, cost, now)
-            found.append(LimitState(d[1], d[2], d[3], d[4], d[5]))  # Decision minus ok
+            found.append(_tuple_new(LimitState, d[1:]))  # the Decision minus ok
             if not d[0] and not refused:
                 refused = i
         limits = tuple(found)
         slots = self._slots.get(cap[0]) if cap is not None else None
         if cap is not None and slots is not None and len(slots) >= cap[1]:
-            return Charge(now, -1, limits, None)
+            return _tuple_new(Charge, (now, -1, limits, None))
         if refused:
-            return Charge(now, refused, limits, None)
+            return _tuple_new(Charge, (now, refused, limits, None))
         if cost:
             commit = self.strategy.commit
             for (amount, window, key), state in zip(checks, states, strict=True):
@@ -126,7 +129,7 @@ class MemoryRateLimitStore:
         if cap is not None:
             slot = str(next(self._ids))
             self._slots.setdefault(cap[0], set()).add(slot)
-        return Charge(now, 0, limits, slot)
+        return _tuple_new(Charge, (now, 0, limits, slot))
 
     async def settle(self, checks: Sequence[Check], delta: int) -> None:
         if self.strategy is not STRATEGIES["gcra"]:
@@ -151,6 +154,11 @@ class MemoryRateLimitStore:
             del table[key]
 
     async def release(self, key: str, slot: str) -> None:
+        self.release_now(key, slot)
+
+    def release_now(self, key: str, slot: str) -> None:
+        """`release` without a coroutine: a slot of this process never waits to be freed
+        (the rate-limit policy's cleanup calls this directly, see `_run_cleanups`)."""
         slots = self._slots.get(key)
         if slots is not None:
             slots.discard(slot)

@@ -20,6 +20,7 @@ from gateway.pipeline.authenticate import AuthenticatePolicy
 from gateway.pipeline.authorize import AuthorizePolicy
 from gateway.pipeline.cache import CachePolicy
 from gateway.pipeline.rate_limit import RateLimitPolicy
+from gateway.proxy import _run_cleanups
 from gateway.stores import open_stores
 from gateway.upstream import UpstreamClient
 from gateway.upstream_health import TargetHealth
@@ -65,8 +66,7 @@ def test_rate_limit_in_flight_slot_is_freed_by_the_cleanup(tmp_path: Path) -> No
         await policy.on_request(first)
         with pytest.raises(RateLimited, match="more than 1 requests in flight"):
             await policy.on_request(context(cfg, "/api/x", tenant="acme"))
-        for cleanup in first.cleanups:  # the proxy runs these however a request ends
-            await cleanup()
+        await _run_cleanups(first)  # what the proxy runs however a request ends
         await policy.on_request(context(cfg, "/api/x", tenant="acme"))
 
     asyncio.run(run())
