@@ -15,7 +15,7 @@ Everything that travels between them is a typed field here, written by one step:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -117,7 +117,7 @@ class RequestContext:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # Run when the request ends however it ends (finished, failed, cancelled, disconnected);
     # one that returns None instead of an awaitable has done its work synchronously.
-    cleanups: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    cleanups: list[Callable[[], Coroutine[Any, Any, None] | None]] = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         """The client's first header of that (lower-case) name."""

@@ -110,9 +110,12 @@ class Http1Transport:
         origin_key = f"{scheme}://{authority}"
         origin = self._origins.get(origin_key) or self._origin(origin_key)
         body = request.body
-        streamed = body is not None and not isinstance(body, bytes)
+        if body is None or isinstance(body, bytes):
+            streamed, length = False, len(body) if body else 0
+        else:
+            streamed, length = True, None  # chunked
         head = request_head(request.method, slash + path if slash else "/", origin[0],
-                            request.headers, None if streamed else len(body or b""))
+                            request.headers, length)
         slots = self._in_use
         conn: Http1Connection | None = None
         held = False

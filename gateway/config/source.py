@@ -106,8 +106,8 @@ def read_yaml(path: Path) -> tuple[Any, LineMap]:
         raise ConfigError(str(path), exc.line, exc.field, exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(str(path), line, "(syntax)", str(exc.problem or exc)) from None
+        where = mark.line + 1 if mark else None
+        raise ConfigError(str(path), where, "(syntax)", str(exc.problem or exc)) from None
     finally:
         loader.dispose()
 
