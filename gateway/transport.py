@@ -21,8 +21,7 @@ import select
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import certifi
@@ -54,9 +53,10 @@ Body = bytes | AsyncIterable[bytes] | None
 Origin = tuple[str, str, int, ssl.SSLContext | None]  # host header, host, port, TLS
 
 
-@dataclass(slots=True)
-class UpstreamRequest:
-    """What one attempt sends: the route's timeouts come along for the client to apply."""
+class UpstreamRequest(NamedTuple):
+    """What one attempt sends: the route's timeouts come along for the client to apply.
+    (A named tuple: the upstream client builds one per attempt with `tuple.__new__`,
+    no Python constructor call.)"""
 
     method: str
     url: str

@@ -35,6 +35,8 @@ from gateway.upstream_rules import (
 )
 
 log = structlog.get_logger("gateway.upstream")
+# A named tuple's own constructor is a Python function; tuple's is not (hot path only).
+_tuple_new = tuple.__new__
 # Failures after which an llm route tries the next group of its model, whatever the
 # method: an answered 5xx, a provider's 429, or no usable target.
 LLM_FALLBACK = frozenset({"status", "rate_limited", "unavailable", "connect"})
@@ -115,10 +117,10 @@ class UpstreamClient:
             attempts = ctx.attempts
             started = time.perf_counter()
             try:
-                response = await self.transport.send(UpstreamRequest(
+                response = await self.transport.send(_tuple_new(UpstreamRequest, (
                     ctx.method, target.url + path,
                     with_target_headers(headers, target) if target.headers else headers,
-                    body, ctx.route.connect_timeout, ctx.route.total_timeout))
+                    body, ctx.route.connect_timeout, ctx.route.total_timeout)))
             except AttemptFailed as exc:
                 failure = exc.failure
             except asyncio.CancelledError:
@@ -138,8 +140,8 @@ class UpstreamClient:
                     raise _GroupExhausted(Failure("rate_limited", RateLimited(
                         UPSTREAM_RATE_LIMITED.format(group=group.name), max(1, round(wait)))))
                 if response.status < 500:
-                    attempts.append(Attempt(group.name, target.url,
-                                            time.perf_counter() - started, ""))
+                    attempts.append(_tuple_new(Attempt, (group.name, target.url,
+                                                         time.perf_counter() - started, "")))
                     self.health.record_success(target.url)
                     return response
                 if response.release is not None:

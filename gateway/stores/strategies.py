@@ -25,6 +25,11 @@ from typing import Any, Literal, NamedTuple
 StrategyName = Literal["gcra", "moving-window", "sliding-window-counter", "fixed-window"]
 
 
+# A named tuple's own constructor is a Python function; tuple's is not (gcra's admitted
+# decision, made for every limited request).
+_tuple_new = tuple.__new__
+
+
 class Decision(NamedTuple):
     ok: bool
     left: int
@@ -71,7 +76,7 @@ def gcra_decide(tat: int | None, amount: int, window: int, cost: int, now: int) 
         reset = reset if reset > 0 else 0
     else:
         reset = window
-    return Decision(True, left, left_now, reset, reset_now, 0)
+    return _tuple_new(Decision, (True, left, left_now, reset, reset_now, 0))
 
 
 def gcra_commit(tat: int | None, amount: int, window: int, cost: int, now: int
