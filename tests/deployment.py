@@ -4,7 +4,7 @@ Redis they share (or none), the config and data dir they share, real tenant API 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.conftest import write_routes
 from tests.limits.conftest import TenantKeys, write_policies
@@ -20,7 +20,7 @@ class Deployment:
         self.replicas: list[GatewayProcess] = []
 
     def configure(self, upstreams: dict[str, Any], routes: list[dict[str, Any]],
-                  tiers: dict[str, Any], tenants: dict[str, Any]) -> Deployment:
+                  tiers: dict[str, Any], tenants: dict[str, Any]) -> Self:
         """routes.yaml and policies/, and one API key per tenant in the key store."""
         write_routes(self.workdir / "routes.yaml", upstreams, routes)
         write_policies(self.workdir / "policies", tiers, tenants)

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import write_routes
-from tests.limits.conftest import TenantKeys, count_slots, fire, wait_until, write_policies
+from tests.deployment import Deployment
+from tests.limits.conftest import count_slots, fire, wait_until
 from tests.processes import GatewayProcess, RedisServer
 from tests.servers import Backend
 
@@ -31,27 +31,22 @@ TENANTS = {"rate": {"tier": "hundred"}, "cap": {"tier": "capped"},
            "slots": {"tier": "roomy"}, "crash": {"tier": "roomy"}}
 
 
-class Cluster:
-    def __init__(self, redis: RedisServer, backend: Backend, replicas: list[GatewayProcess],
-                 workdir: Path):
-        self.redis, self.backend, self.replicas, self.workdir = redis, backend, replicas, workdir
-        self.keys = TenantKeys()
+class Cluster(Deployment):
+    """Three replicas on the deployment's Redis, before one real backend."""
 
-    def as_tenant(self, tenant_id: str) -> dict[str, str]:
-        return self.keys.as_tenant(tenant_id)
+    def __init__(self, workdir: Path, redis: RedisServer, backend: Backend):
+        super().__init__(workdir, redis)
+        self.backend = backend
 
     @property
     def urls(self) -> list[str]:
         return [r.url for r in self.replicas]
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"GATEWAY_REDIS_URL": self.redis.url,
-                "GATEWAY_ROUTES_FILE": str(self.workdir / "routes.yaml"),
-                "GATEWAY_POLICIES_DIR": str(self.workdir / "policies"),
-                "GATEWAY_DATA_DIR": str(self.workdir / "data"),
-                "GATEWAY_ACCESS_LOG": "false", "GATEWAY_LOG_LEVEL": "warning", **extra}
+        return super().env(GATEWAY_ACCESS_LOG="false", **extra)
 
     def in_flight(self, tenant: str) -> int:
+        assert self.redis is not None
         return asyncio.run(count_slots(self.redis.url, tenant))
 
 
@@ -60,24 +55,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("replicas")
     redis = RedisServer(workdir / "redis").start()
     backend = Backend("replicated").start()
-    write_routes(workdir / "routes.yaml", {"main": {
+    # Keys in the shared Redis before any replica starts: each loads them at startup.
+    c = Cluster(workdir, redis, backend).configure({"main": {
         "targets": [{"url": backend.url}], "circuit_breaker": {"failures": 100_000}}}, [
         {"name": "api", "match": {"prefix": "/api"}, "upstream": "main", "rewrite": "/"},
         {"name": "short", "match": {"prefix": "/short"}, "upstream": "main", "rewrite": "/",
          "timeout": {"connect": 1, "total": 0.05}},
         {"name": "cached", "match": {"prefix": "/cached"}, "upstream": "main",
          "rewrite": "/", "cache": {"ttl": 60}},
-    ])
-    write_policies(workdir / "policies", TIERS, TENANTS)
-    c = Cluster(redis, backend, [], workdir)
-    # Keys in the shared Redis before any replica starts: each loads them at startup.
-    c.keys.write(TENANTS, workdir / "data", redis.url)
+    ], TIERS, TENANTS)
     try:
-        c.replicas = [GatewayProcess(c.env(), workdir).start() for _ in range(3)]
+        for _ in range(3):
+            c.replica()
         yield c
     finally:
-        for r in c.replicas:
-            r.stop()
+        c.stop()
         backend.stop()
         redis.stop()
 
