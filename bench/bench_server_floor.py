@@ -1,0 +1,74 @@
+"""Instructions per request of the server alone: a trivial ASGI app (read the body, answer
+33 bytes) under the gateway's own server protocol, counted by callgrind as
+bench_instructions.py counts the gateway.
+
+    python bench/bench_server_floor.py [--seconds 8]
+
+What the server and its ASGI round (parsing, the request cycle, its task, the answer
+writer, the sockets' user-space side) cost per request whatever the app does: the floor
+under every bench_instructions.py case, and the part of a tenant's request that a
+leaner app cannot remove. Needs valgrind and wrk (apt-get install valgrind wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_gateway import BODY, JSON
+from bench_instructions import _summary, callgrind
+from harness import free_port, start, stop, wait_port, wrk
+
+# One worker of `gateway serve`'s server (uvicorn with the gateway's protocol, uvloop),
+# running an app that does nothing but answer.
+TRIVIAL_SERVER = """\
+import sys, uvicorn
+from gateway.http_protocol import HeaderLimits, protocol_factory
+ANSWER = b'{"label":"positive","score":0.93}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
+async def app(scope, receive, send):
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": ANSWER})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http=protocol_factory(HeaderLimits()),
+            loop="uvloop", access_log=False, log_level="warning", lifespan="off")
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8)
+    args = parser.parse_args()
+    if not shutil.which("valgrind") or not shutil.which("wrk"):
+        sys.exit("needs valgrind and wrk: apt-get install valgrind wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="gw-bench-floor-"))
+    port = free_port()
+    proc = start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                  f"--callgrind-out-file={workdir / 'callgrind.out'}", sys.executable, "-c",
+                  TRIVIAL_SERVER, str(port)], "0", {}, log=workdir / "server.log")
+    try:
+        wait_port(port, timeout=120)
+        url = f"http://127.0.0.1:{port}/v1/predict"
+        wrk("warm-up", url, 16, 3, "POST", BODY, JSON, timeout=30)
+        callgrind(proc.pid, "--instr=on")
+        callgrind(proc.pid, "--zero")
+        time.sleep(args.seconds)  # idle, the same length: what runs without requests
+        callgrind(proc.pid, "--dump")
+        res = wrk("floor", url, 16, args.seconds, "POST", BODY, JSON, timeout=30)
+        callgrind(proc.pid, "--dump")
+        idle, loaded = (_summary(workdir / f"callgrind.out.{n}") for n in (1, 2))
+    finally:
+        stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+    if res.errors or not res.requests:
+        sys.exit(f"{res.errors} failed of {res.requests} requests")
+    print(f"server floor {(loaded - idle) / res.requests / 1000:>7.1f} k instructions per "
+          f"request ({res.requests} requests)")
+
+
+if __name__ == "__main__":
+    main()
