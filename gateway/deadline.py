@@ -32,7 +32,9 @@ class Deadline:
         self.task = task = request_task()
         self.cancelling = task.cancelling()
         self.expired = False
-        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+        # The task's own loop: asyncio.get_running_loop() makes a getpid() system call on
+        # Python 3.11, and request_task() has made one already.
+        self.timer: asyncio.TimerHandle | None = task.get_loop().call_later(
             seconds, self._expire)
 
     def _expire(self) -> None:
