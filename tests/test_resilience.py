@@ -212,7 +212,9 @@ def test_config_edit_under_load_loses_no_request(tmp_path, backend, backend_b, s
         _wait_for(lambda: gw.holder.generation > generation, timeout=5.0)
         served_more(20)
         (tmp_path / "routes.yaml").write_text("routes: [this is: not valid")  # broken edit
-        _wait_for(lambda: gw.holder.reload_failures >= 1, timeout=5.0)
+        # write_text truncates first: a poll may see the empty file (a failure of its
+        # own) before the broken text, so wait for the broken text's failure.
+        _wait_for(lambda: "routes.yaml:1" in (gw.holder.last_error or ""), timeout=5.0)
         served_more(20)
     finally:
         stop.set()
