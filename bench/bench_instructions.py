@@ -80,6 +80,29 @@ def _summary(dump: Path) -> int:
     return int(m.group(1))
 
 
+def count_per_request(pid: int, workdir: Path, name: str, url: str, headers: dict[str, str],
+                      seconds: float) -> tuple[float, int]:
+    """(instructions per request, requests) of the server under callgrind as `pid`,
+    writing its dumps in `workdir`: warm up, then an idle stretch and a loaded one of the
+    same length, the idle count taken from the loaded."""
+    wrk("warm-up", url, 16, 3, "POST", BODY, headers, timeout=30)
+    callgrind(pid, "--instr=on")
+    # First the same time idle: what the background tasks (log flush, config watch,
+    # health checks, metrics fold) cost, to take away from the loaded run, which would
+    # otherwise charge them to fewer requests in the slower case.
+    callgrind(pid, "--zero")
+    time.sleep(seconds)
+    callgrind(pid, "--dump")  # callgrind.out.1; dumping also zeroes the counts
+    # Generous timeout: under callgrind the server runs ~50x slower.
+    res = wrk(name, url, 16, seconds, "POST", BODY, headers, timeout=30)
+    callgrind(pid, "--dump")  # callgrind.out.2
+    callgrind(pid, "--instr=off")
+    idle, loaded = (_summary(workdir / f"callgrind.out.{n}") for n in (1, 2))
+    if res.errors or not res.requests:
+        sys.exit(f"{name}: {res.errors} failed of {res.requests} requests")
+    return (loaded - idle) / res.requests, res.requests
+
+
 def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
     """(instructions per request, requests) for one case."""
     workdir = Path(tempfile.mkdtemp(prefix="gw-bench-ir-"))
@@ -108,24 +131,8 @@ def measure(case: str, up_port: int, seconds: float) -> tuple[float, int]:
                  "0", env, log=workdir / "gateway.log")
     try:
         wait_port(port, timeout=120)
-        url = f"http://127.0.0.1:{port}{CASES[case][1]}"
-        wrk("warm-up", url, 16, 3, "POST", BODY, headers, timeout=30)
-        callgrind(proc.pid, "--instr=on")
-        # First the same time idle: what the background tasks (log flush, config watch,
-        # health checks, metrics fold) cost, to take away from the loaded run, which
-        # would otherwise charge them to fewer requests in the slower case.
-        callgrind(proc.pid, "--zero")
-        time.sleep(seconds)
-        callgrind(proc.pid, "--dump")  # callgrind.out.1; dumping also zeroes the counts
-        # Generous timeout: under callgrind the gateway runs ~50x slower.
-        res = wrk(case, url, 16, seconds, "POST", BODY, headers, timeout=30)
-        callgrind(proc.pid, "--dump")  # callgrind.out.2
-        callgrind(proc.pid, "--instr=off")
-        idle, loaded = (_summary(workdir / f"callgrind.out.{n}") for n in (1, 2))
-        total = loaded - idle
-        if res.errors or not res.requests:
-            sys.exit(f"{case}: {res.errors} failed of {res.requests} requests")
-        return total / res.requests, res.requests
+        return count_per_request(proc.pid, workdir, case,
+                                 f"http://127.0.0.1:{port}{CASES[case][1]}", headers, seconds)
     finally:
         stop(proc, *([redis] if redis is not None else []))
         if not os.environ.get("KEEP"):

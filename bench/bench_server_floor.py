@@ -16,12 +16,11 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench_gateway import BODY, JSON
-from bench_instructions import _summary, callgrind
-from harness import free_port, start, stop, wait_port, wrk
+from bench_gateway import JSON
+from bench_instructions import count_per_request
+from harness import free_port, start, stop, wait_port
 
 # One worker of `gateway serve`'s server (uvicorn with the gateway's protocol, uvloop),
 # running an app that does nothing but answer.
@@ -52,22 +51,14 @@ def main() -> None:
                   TRIVIAL_SERVER, str(port)], "0", {}, log=workdir / "server.log")
     try:
         wait_port(port, timeout=120)
-        url = f"http://127.0.0.1:{port}/v1/predict"
-        wrk("warm-up", url, 16, 3, "POST", BODY, JSON, timeout=30)
-        callgrind(proc.pid, "--instr=on")
-        callgrind(proc.pid, "--zero")
-        time.sleep(args.seconds)  # idle, the same length: what runs without requests
-        callgrind(proc.pid, "--dump")
-        res = wrk("floor", url, 16, args.seconds, "POST", BODY, JSON, timeout=30)
-        callgrind(proc.pid, "--dump")
-        idle, loaded = (_summary(workdir / f"callgrind.out.{n}") for n in (1, 2))
+        per_request, n = count_per_request(proc.pid, workdir, "floor",
+                                           f"http://127.0.0.1:{port}/v1/predict", JSON,
+                                           args.seconds)
     finally:
         stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
-    if res.errors or not res.requests:
-        sys.exit(f"{res.errors} failed of {res.requests} requests")
-    print(f"server floor {(loaded - idle) / res.requests / 1000:>7.1f} k instructions per "
-          f"request ({res.requests} requests)")
+    print(f"server floor {per_request / 1000:>7.1f} k instructions per request "
+          f"({n} requests)")
 
 
 if __name__ == "__main__":
