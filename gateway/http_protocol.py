@@ -49,12 +49,16 @@ a request in flight when its client's FIN arrives is cancelled and logged as 499
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import urllib.parse
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import httptools
 import structlog
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.errors import (
@@ -65,7 +69,7 @@ from gateway.errors import (
     UriTooLong,
     render_problem,
 )
-from gateway.http_cycle import KeepAlive, start_cycle
+from gateway.http_cycle import GatewayCycle, KeepAlive
 from gateway.middleware import SANE_REQUEST_ID, new_request_id
 
 LINGER_SECONDS = 2.0  # reading (and dropping) what a refused client still sends
@@ -96,7 +100,11 @@ class _Refused(Exception):
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with header limits and problem+json refusals."""
+    """uvicorn's httptools protocol with header limits and problem+json refusals, and
+    its per-request callbacks rewritten lean: every request passes through them, so each
+    is one Python call (uvicorn's own, then the limits' override, made two or three),
+    and a request's cycle is a `GatewayCycle`. Connections, upgrades, shutdown and flow
+    control stay uvicorn's."""
 
     def __init__(self, *args: Any, limits: HeaderLimits = HeaderLimits(),
                  timeouts: ReadTimeouts = ReadTimeouts(), **kw: Any):
@@ -116,23 +124,44 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._coding = b""  # the last Transfer-Encoding header's value, lowercased
         self._keep_alive = KeepAlive(self.loop, self.timeout_keep_alive,
                                      self.timeout_keep_alive_handler)
+        self._fresh_context = self.config.reset_contextvars
+        self._asgi = {"version": self.asgi_version, "spec_version": "2.3"}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._timer = self.loop.call_later(self.timeouts.head, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # uvicorn's, with the timers and the cycle's own disconnect.
         self._cancel_timer()
         self._keep_alive.cancel()
-        super().connection_lost(exc)
-
-    def _unset_keepalive_if_required(self) -> None:
-        self._keep_alive.busy()  # uvicorn's hook: a request's bytes, or an answer's end
+        self.connections.discard(self)
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+            cycle.wake()
+        if self.flow is not None:
+            self.flow.resume_writing()
+        if exc is None:
+            self.transport.close()
+        self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering after a refusal: dropped unread
-        super().data_received(data)  # a parser error ends in send_400_response
+        self._keep_alive.idle_since = None  # busy
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:  # a callback below may have set the refusal
+            self.logger.warning("Invalid HTTP request received.")  # as uvicorn does
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         if self._refused or self.parser is None:
             return
         if self._in_head:
@@ -176,8 +205,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._reading_body = False
         # As for a broken chunk (send_400_response): the app reads a disconnect, so the
         # half body is never forwarded as complete, and its own answer is dropped.
-        cycle.disconnected = True
-        cycle.message_event.set()
+        cycle.disconnect()
         if cycle.response_started:
             self.transport.close()
             return
@@ -185,11 +213,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
-        super().on_message_begin()
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http", "asgi": self._asgi, "http_version": "1.1",
+            "server": self.server, "client": self.client, "scheme": self.scheme,
+            "root_path": self.root_path, "headers": headers, "state": self.app_state.copy(),
+        }
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # uvicorn's on_header, inlined (one call less per header on the hot path), plus
-        # the limits and the framing headers noted for on_headers_complete.
+        # uvicorn's on_header, plus the limits and the framing headers noted for
+        # on_headers_complete.
         limits = self.limits
         size = len(name) + len(value) + 4  # "name: value\r\n"
         if size > limits.line:
@@ -223,15 +258,72 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = False  # the next head counts from zero
         self._pending = self._head_bytes = self._lengths = 0
         self._coding = b""
-        self._cancel_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._reading_body = True
         self._last_read = self.loop.time()
-        start_cycle(self)
+        # uvicorn's on_headers_complete from here, with a GatewayCycle.
+        parser, scope = self.parser, self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return  # data_received hands the connection to the websocket protocol
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root = self.root_path
+        scope["path"] = root + path if root else path
+        scope["raw_path"] = root.encode("ascii") + raw_path if root else raw_path
+        scope["query_string"] = parsed_url.query or b""
+        app = self.app
+        if self.limit_concurrency is not None and (
+                len(self.connections) >= self.limit_concurrency
+                or len(self.tasks) >= self.limit_concurrency):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing = self.cycle
+        self.cycle = cycle = GatewayCycle(
+            scope, self.transport, self.flow, self.server_state.default_headers,
+            http_version != "1.0" and parser.should_keep_alive(), self.expect_100_continue,
+            self.on_response_complete)
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # pipelined: answered in order, after the one before
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))  # type: ignore[arg-type]
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if self._fresh_context:  # uvicorn's opt-in (its reset_contextvars)
+            task = self.loop.create_task(cycle.run_asgi(app), context=contextvars.Context())
+        else:
+            task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.wake()
 
     def on_message_complete(self) -> None:
         self._reading_body = False
-        self._cancel_timer()
-        super().on_message_complete()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.wake()
 
     def _stop(self, refusal: GatewayError) -> None:
         self._refusal = refusal
@@ -245,8 +337,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             # A bad body (a broken chunk) of a request the app is already handling: the
             # app reads a disconnect, so nothing half-read is forwarded as complete, and
             # its own answer is dropped; ours goes out unless its answer has begun.
-            cycle.disconnected = True
-            cycle.message_event.set()
+            cycle.disconnect()
             if cycle.response_started:
                 self.transport.close()
                 return
@@ -266,7 +357,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # uvicorn's, with the lazy keep-alive deadline (gateway.http_cycle.KeepAlive).
         self.server_state.total_requests += 1
         if not self.transport.is_closing():
-            self.flow.resume_reading()
+            if self.flow.read_paused:
+                self.flow.resume_reading()
             if self.pipeline:
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)

@@ -41,8 +41,24 @@ class RecordingTransport:
         pass
 
 
-def run(cls: type[RequestResponseCycle], messages: list[dict[str, Any]], method: str = "POST",
-        keep_alive: bool = True) -> tuple[RecordingTransport, RequestResponseCycle, int]:
+def make(cls: type[Any], transport: RecordingTransport, method: str = "POST",
+         keep_alive: bool = True, on_response: Any = lambda: None,
+         default_headers: list[tuple[bytes, bytes]] = DATE) -> Any:
+    """A cycle of either kind, for one request with this method."""
+    flow = FlowControl(transport)  # type: ignore[arg-type]
+    if cls is GatewayCycle:
+        return GatewayCycle({"method": method}, transport, flow,  # type: ignore[arg-type]
+                            default_headers, keep_alive, False, on_response)
+    return RequestResponseCycle(scope={"method": method}, transport=transport,  # type: ignore[arg-type]
+                                flow=flow, logger=logging.getLogger("t"),
+                                access_logger=logging.getLogger("t"), access_log=False,
+                                default_headers=default_headers, message_event=asyncio.Event(),
+                                expect_100_continue=False, keep_alive=keep_alive,
+                                on_response=on_response)
+
+
+def run(cls: type[Any], messages: list[dict[str, Any]], method: str = "POST",
+        keep_alive: bool = True) -> tuple[RecordingTransport, Any, int]:
     transport = RecordingTransport()
     completed = 0
 
@@ -50,12 +66,8 @@ def run(cls: type[RequestResponseCycle], messages: list[dict[str, Any]], method:
         nonlocal completed
         completed += 1
 
-    async def main() -> RequestResponseCycle:
-        cycle = cls(scope={"method": method}, transport=transport,  # type: ignore[arg-type]
-                    flow=FlowControl(transport), logger=logging.getLogger("t"),  # type: ignore[arg-type]
-                    access_logger=logging.getLogger("t"), access_log=False,
-                    default_headers=DATE, message_event=asyncio.Event(),
-                    expect_100_continue=False, keep_alive=keep_alive, on_response=on_response)
+    async def main() -> Any:
+        cycle = make(cls, transport, method, keep_alive, on_response)
         for message in messages:
             await cycle.send(message)
         return cycle
@@ -127,11 +139,7 @@ def test_cr_or_lf_in_a_header_is_refused_and_nothing_is_written(header) -> None:
     with pytest.raises(RuntimeError, match="CR or LF"):
         run(GatewayCycle, [start(200, header, (b"content-length", b"0")), body(b"")])
     transport = RecordingTransport()
-    cycle = GatewayCycle(scope={"method": "GET"}, transport=transport,  # type: ignore[arg-type]
-                         flow=FlowControl(transport), logger=logging.getLogger("t"),  # type: ignore[arg-type]
-                         access_logger=logging.getLogger("t"), access_log=False,
-                         default_headers=[], message_event=asyncio.Event(),
-                         expect_100_continue=False, keep_alive=True, on_response=lambda: None)
+    cycle = make(GatewayCycle, transport, "GET", default_headers=[])
     with pytest.raises(RuntimeError):
         asyncio.run(cycle.send(start(200, header)))
     assert transport.writes == []
@@ -153,21 +161,15 @@ def test_a_second_receive_waits_for_the_disconnect() -> None:
     for the connection to end, not get the body again."""
     async def main() -> tuple[dict[str, Any], bool, dict[str, Any]]:
         transport = RecordingTransport()
-        cycle = GatewayCycle(scope={"method": "POST"}, transport=transport,  # type: ignore[arg-type]
-                             flow=FlowControl(transport), logger=logging.getLogger("t"),  # type: ignore[arg-type]
-                             access_logger=logging.getLogger("t"), access_log=False,
-                             default_headers=[], message_event=asyncio.Event(),
-                             expect_100_continue=False, keep_alive=True,
-                             on_response=lambda: None)
+        cycle = make(GatewayCycle, transport, default_headers=[])
         cycle.body += b'{"a": 1}'
         cycle.more_body = False
-        cycle.message_event.set()
+        cycle.wake()
         first = await cycle.receive()
         second = asyncio.ensure_future(cycle.receive())
         await asyncio.sleep(0.01)
         waiting = not second.done()
-        cycle.disconnected = True
-        cycle.message_event.set()
+        cycle.disconnect()
         return first, waiting, await second
 
     first, waiting, second = asyncio.run(main())
@@ -199,3 +201,39 @@ def test_keep_alive_closes_only_a_connection_idle_for_the_whole_period() -> None
 
     closed = asyncio.run(main())
     assert len(closed) == 1 and 0.33 <= closed[0] < 0.75  # 0.15 s + the 0.2 s period
+
+
+@pytest.mark.parametrize("cls", [GatewayCycle, RequestResponseCycle])
+def test_a_streamed_body_arrives_in_order_then_the_disconnect(cls: type[Any]) -> None:
+    """Body parts that come while the app waits (a large or slow upload), a 100-continue
+    owed before the first read, and the end of the connection, as uvicorn delivers them:
+    both cycles run the same script."""
+    async def main() -> tuple[list[dict[str, Any]], list[bytes]]:
+        transport = RecordingTransport()
+        cycle = make(cls, transport, default_headers=[])
+        cycle.waiting_for_100_continue = True
+        signal = cycle.wake if cls is GatewayCycle else cycle.message_event.set
+
+        async def feed() -> None:
+            for part in (b"ab", b"cd"):
+                await asyncio.sleep(0.01)
+                cycle.body += part
+                signal()
+            await asyncio.sleep(0.01)
+            cycle.more_body = False
+            signal()
+            await asyncio.sleep(0.01)
+            cycle.disconnected = True
+            signal()
+
+        feeder = asyncio.ensure_future(feed())
+        got = [await cycle.receive() for _ in range(4)]
+        await feeder
+        return got, transport.writes
+
+    got, writes = asyncio.run(main())
+    assert writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert got == [{"type": "http.request", "body": b"ab", "more_body": True},
+                   {"type": "http.request", "body": b"cd", "more_body": True},
+                   {"type": "http.request", "body": b"", "more_body": False},
+                   {"type": "http.disconnect"}]
