@@ -34,7 +34,8 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": ANSWER})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http=protocol_factory(HeaderLimits()),
-            loop="uvloop", access_log=False, log_level="warning", lifespan="off")
+            loop="uvloop", access_log=False, log_level="warning", lifespan="off",
+            proxy_headers=False, server_header=False)  # as `gateway serve` runs it
 """
 
 
