@@ -128,7 +128,14 @@ class Http1Transport:
             if conn is None:
                 conn = await self._connect(origin_key, origin, request.connect_timeout)
             try:
-                await self._exchange(conn, request, head)
+                if streamed:
+                    await self._exchange(conn, request, head)
+                else:  # _exchange, inline: one coroutine less for the usual request
+                    conn.begin(head, body, request.method == "HEAD")  # type: ignore[arg-type]
+                    while not conn.head_done:
+                        await conn.next_event()
+                        if conn.error is not None:
+                            raise conn.error
             except ConnectionLost:
                 if not (conn.used and not conn.got_bytes and not streamed
                         and request.method in IDEMPOTENT):
