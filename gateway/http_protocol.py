@@ -95,6 +95,10 @@ class ReadTimeouts:
     body: float = 30.0
 
 
+# Request headers on_header notes for later (framing, 100-continue).
+_NOTED = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; the refusal is on the protocol."""
 
@@ -224,25 +228,27 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # uvicorn's on_header, plus the limits and the framing headers noted for
-        # on_headers_complete.
+        # on_headers_complete. One test of the limits for the usual header.
         limits = self.limits
         size = len(name) + len(value) + 4  # "name: value\r\n"
-        if size > limits.line:
-            self._stop(HeaderTooLarge(HeaderTooLarge.LINE.format(limit=limits.line)))
         self._head_bytes += size
-        if self._head_bytes + len(self.url) > limits.total:
-            self._stop(HeaderTooLarge(HeaderTooLarge.TOTAL.format(limit=limits.total)))
         headers = self.headers
-        if len(headers) >= limits.count:
-            self._stop(HeaderTooLarge(HeaderTooLarge.COUNT.format(limit=limits.count)))
+        if size > limits.line or self._head_bytes + len(self.url) > limits.total \
+                or len(headers) >= limits.count:
+            self._stop(HeaderTooLarge(
+                HeaderTooLarge.LINE.format(limit=limits.line) if size > limits.line
+                else HeaderTooLarge.COUNT.format(limit=limits.count)
+                if self._head_bytes + len(self.url) <= limits.total
+                else HeaderTooLarge.TOTAL.format(limit=limits.total)))
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace (RFC 9110 §5.5)
-        if name == b"content-length":
-            self._lengths += 1
-        elif name == b"transfer-encoding":
-            self._coding = value.lower()
-        elif name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
+        if name in _NOTED:
+            if name == b"content-length":
+                self._lengths += 1
+            elif name == b"transfer-encoding":
+                self._coding = value.lower()
+            elif value.lower() == b"100-continue":  # expect
+                self.expect_100_continue = True
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
