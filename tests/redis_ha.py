@@ -200,6 +200,22 @@ class SentinelSet:
 
         wait(ok, "sentinels agree")
 
+    def wait_failover_done(self, old_port: int) -> None:
+        """Every sentinel names a new primary, up and no longer failing over. A sentinel
+        gives the promoted address (get-master-addr-by-name) while it still reconfigures the
+        replicas, and its SENTINEL MASTERS entry, which redis-py's discovery checks, still
+        flags the old primary down; a new client asking in that window finds no primary."""
+        def done() -> bool:
+            for s in self.sentinels:
+                state = s.client().sentinel_master(SERVICE)
+                if int(state["port"]) == old_port or not state["is_master"] or \
+                        state["is_sdown"] or state["is_odown"] or \
+                        "failover_in_progress" in state["flags"]:
+                    return False
+            return True
+
+        wait(done, "failover done")
+
     def by_port(self, port: int) -> RedisServer:
         return next(s for s in self.servers() if s.port == port)
 

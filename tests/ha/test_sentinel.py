@@ -48,6 +48,7 @@ def test_a_gateway_follows_a_sentinel_failover(redis_sentinel: SentinelSet, tmp_
           f"{time.monotonic() - killed:.2f} s after the kill")
     assert set(seen) <= {200, 429}  # fail open: never a 5xx
     assert redis_sentinel.sentinels[0].primary() != old_port
+    redis_sentinel.wait_failover_done(old_port)
 
     # A key created after the failover (through the key store's redis-py client on the
     # new primary) is seen by the running gateway.
