@@ -30,7 +30,9 @@ def body_digest(body: bytes, content_type: bytes | None) -> str:
     """sha256 of the body; JSON bodies canonicalized first (sorted keys, compact), so
     semantically equal bodies hit the same entry. Invalid JSON is hashed as raw bytes."""
     data = body
-    if body and content_type is not None and b"json" in content_type.lower():
+    # `find`, not `in`: bytes' `in` first tries its operand as an int (a TypeError made
+    # and dropped on every call).
+    if body and content_type is not None and content_type.lower().find(b"json") >= 0:
         try:
             data = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
         except orjson.JSONDecodeError:

@@ -187,8 +187,9 @@ def write_access(fields: dict[str, Any]) -> None:
     data = orjson.dumps(fields, default=str)
     # The rendered line is searched for what `redact_secrets` looks for (a C-speed scan of
     # one short string instead of a Python loop over every field); only a line that
-    # could hold a secret goes through it. JSON keeps these words as they are.
-    if b"gw_" in data or b"earer" in data.lower():
+    # could hold a secret goes through it. JSON keeps these words as they are. `find`, not
+    # `in`: bytes' `in` first tries its operand as an int and builds a TypeError to drop.
+    if data.find(b"gw_") >= 0 or data.lower().find(b"earer") >= 0:
         data = orjson.dumps(redact_secrets(None, "info", fields), default=str)
     _buffered.info(data)
 
