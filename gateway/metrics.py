@@ -213,6 +213,8 @@ class GatewayMetrics:
         # (status class, OTHER for odd methods) are worked out once, not per request.
         self._request_series: dict[tuple[str, str, int],
                                    tuple[PendingCount, PendingHistogram]] = {}
+        # And the upstream duration series, by (route, group, target), found in one lookup.
+        self._upstream_series: dict[tuple[str, str, str], PendingHistogram] = {}
         self._degraded_seen = 0.0
         self._shadow_dropped_seen = 0
         self._budgets_of: object = None  # the config the budget gauges were set from
@@ -259,9 +261,14 @@ class GatewayMetrics:
 
     def _observe_upstream(self, route: str, ctx: RequestContext) -> None:
         previous = None
+        durations = self._upstream_series
         for attempt in ctx.attempts:
             labels = (route, attempt.group, attempt.target)
-            self._tally.histogram(self.upstream_duration, labels).observe(attempt.seconds)
+            duration = durations.get(labels)
+            if duration is None:
+                duration = durations[labels] = self._tally.histogram(self.upstream_duration,
+                                                                     labels)
+            duration.observe(attempt.seconds)
             if attempt.outcome:
                 self._tally.count(self.upstream_errors, (*labels, attempt.outcome))
             if previous is not None and previous.group == attempt.group:
