@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -220,3 +221,37 @@ def test_access_fields_never_carry_a_secret_name() -> None:
     for fields in (_access_fields(scope, ctx, 200, 0.1), _access_fields(scope, None, 404, 0.1)):
         assert not {k.lower() for k in fields} & SECRET_FIELDS
         assert not {"event", "level", "timestamp"} & set(fields)
+
+
+def test_buffered_lines_from_threads_are_each_written_once_and_whole() -> None:
+    """Lines come from the event loop and from worker threads (a config check), and
+    flushes from both: none may be lost, doubled or split, however the threads switch."""
+    from gateway.logging import BufferedLineLogger
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    out = io.BytesIO()
+    buffered = BufferedLineLogger(out, limit=512)  # a flush every few lines
+    threads, per_thread = 4, 20000
+
+    def write(n: int) -> None:
+        for i in range(per_thread):
+            if i % 2:
+                buffered.write_line(b'{"t":%d,"i":%d}\n' % (n, i))
+            else:
+                buffered.info(b'{"t":%d,"i":%d}' % (n, i))
+            if i % 97 == 0:
+                buffered.flush()
+
+    try:
+        workers = [threading.Thread(target=write, args=(n,)) for n in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        sys.setswitchinterval(previous)
+    buffered.flush()
+    lines = out.getvalue().decode().splitlines()
+    seen = sorted((d["t"], d["i"]) for d in map(json.loads, lines))  # a split line fails
+    assert seen == [(n, i) for n in range(threads) for i in range(per_thread)]
