@@ -110,6 +110,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     and a request's cycle is a `GatewayCycle`. Connections, upgrades, shutdown and flow
     control stay uvicorn's."""
 
+    cycle: GatewayCycle  # type: ignore[assignment]  # uvicorn's attribute (None before a request)
+
     def __init__(self, *args: Any, limits: HeaderLimits = HeaderLimits(),
                  timeouts: ReadTimeouts = ReadTimeouts(), **kw: Any):
         super().__init__(*args, **kw)
@@ -219,12 +221,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self.url = b""
         self.expect_100_continue = False
-        self.headers = headers = []
-        self.scope = {  # type: ignore[typeddict-item]
+        headers: list[tuple[bytes, bytes]] = []
+        self.headers = headers
+        scope: Any = {  # an HTTPScope; built as a plain dict (the cheapest)
             "type": "http", "asgi": self._asgi, "http_version": "1.1",
             "server": self.server, "client": self.client, "scheme": self.scheme,
             "root_path": self.root_path, "headers": headers, "state": self.app_state.copy(),
         }
+        self.scope = scope
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # uvicorn's on_header, plus the limits and the framing headers noted for
@@ -270,7 +274,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._reading_body = True
         self._last_read = self.loop.time()
         # uvicorn's on_headers_complete from here, with a GatewayCycle.
-        parser, scope = self.parser, self.scope
+        parser = self.parser
+        scope: Any = self.scope
         http_version = parser.get_http_version()
         scope["method"] = parser.get_method().decode("ascii")
         if http_version != "1.1":

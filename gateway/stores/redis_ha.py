@@ -70,7 +70,7 @@ def redis_py_client(target: RedisTarget, timeout: float, max_connections: int
             startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
             max_connections=max_connections, decode_responses=False,
             health_check_interval=0, **timeouts, **_how(target))
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer redis
         list(target.nodes),
         sentinel_kwargs={**timeouts, "password": target.sentinel_password},
         **timeouts)
