@@ -36,7 +36,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import ROOT, Result, fake_upstream, gateway, redis_server, rss_kib, stop, wrk
+from harness import (
+    GATEWAY_SERVE,
+    ROOT,
+    Result,
+    fake_upstream,
+    gateway,
+    redis_server,
+    rss_kib,
+    stop,
+    wrk,
+)
 
 # The public route alone: also what --observability-cost, --soak and
 # bench_instructions.py measure.
@@ -100,7 +110,8 @@ CASES = [
 TARGET_RPS, TARGET_P99_MS, TARGET_ADDED_MS, TARGET_REDIS_SHARE = 8000, 15.0, 0.2, 0.8
 
 
-def start_setup(name: str, up_port: int, redis_url: str | None = None
+def start_setup(name: str, up_port: int, redis_url: str | None = None,
+                server: list[str] = GATEWAY_SERVE
                 ) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
     """The gateway of one setup, and the Authorization header of its tenant."""
     workdir = Path(tempfile.mkdtemp(prefix=f"gw-bench-{name}-"))
@@ -117,7 +128,7 @@ def start_setup(name: str, up_port: int, redis_url: str | None = None
                           "acme", "--scopes", "predict"], env={**os.environ, **env}, cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     auth = {"Authorization": f"Bearer {out.splitlines()[0].strip()}"}
-    proc, port, _ = gateway(TENANT_ROUTES % up_port, env, workdir)
+    proc, port, _ = gateway(TENANT_ROUTES % up_port, env, workdir, server)
     return proc, port, auth
 
 

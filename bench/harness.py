@@ -6,6 +6,7 @@ and the fake upstream on core 1, so the gateway's figures are its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -54,9 +55,18 @@ def start(argv: list[str], core: str, env: dict[str, str] | None = None,
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
+    """User + system CPU time so far of a process (all its threads) and its live children.
+
+    Children count because some servers (granian, in bench_servers.py) serve from a
+    worker process they spawn; `gateway serve` with one worker has none.
+    """
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+                total += cpu_seconds(int(child))
+    return total
 
 
 def rss_kib(pid: int) -> int:
@@ -146,9 +156,15 @@ def redis_server(core: str = LOAD_CORE) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def gateway(routes: str, env: dict[str, str] | None = None, workdir: Path | None = None
-            ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """`gateway serve` (one worker) on the gateway core, with the given routes.yaml text."""
+GATEWAY_SERVE = [sys.executable, "-m", "gateway", "serve"]
+
+
+def gateway(routes: str, env: dict[str, str] | None = None, workdir: Path | None = None,
+            server: list[str] = GATEWAY_SERVE) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`gateway serve` (one worker) on the gateway core, with the given routes.yaml text.
+
+    `server` runs the app another way (bench_servers.py); "{port}" in it is the port.
+    """
     workdir = workdir or Path(tempfile.mkdtemp(prefix="gw-bench-"))
     (workdir / "routes.yaml").write_text(routes)
     (workdir / "policies").mkdir(exist_ok=True)
@@ -158,8 +174,8 @@ def gateway(routes: str, env: dict[str, str] | None = None, workdir: Path | None
         "GATEWAY_POLICIES_DIR": str(workdir / "policies"), "GATEWAY_DATA_DIR": str(workdir),
         "GATEWAY_LOG_FORMAT": "json", **(env or {}),
     }
-    proc = start([sys.executable, "-m", "gateway", "serve"], GATEWAY_CORE, settings,
-                 log=workdir / "gateway.log")
+    argv = [arg.replace("{port}", str(port)) for arg in server]
+    proc = start(argv, GATEWAY_CORE, settings, log=workdir / "gateway.log")
     wait_port(port)
     return proc, port, workdir
 
