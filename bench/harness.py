@@ -63,9 +63,12 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(FileNotFoundError):  # ended meanwhile
-                total += cpu_seconds(int(child))
+        # A thread or a child may end between the listing and the read (ENOENT, ESRCH).
+        with contextlib.suppress(OSError):
+            children = (task / "children").read_text().split()
+            for child in children:
+                with contextlib.suppress(OSError):
+                    total += cpu_seconds(int(child))
     return total
 
 
