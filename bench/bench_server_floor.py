@@ -23,16 +23,12 @@ from bench_instructions import count_per_request
 from harness import free_port, start, stop, wait_port
 
 # One worker of `gateway serve`'s server (uvicorn with the gateway's protocol, uvloop),
-# running an app that does nothing but answer.
+# running an app that does nothing but answer (bench/floor_app.py; started from the
+# project's root, so `bench` imports as a namespace package).
 TRIVIAL_SERVER = """\
 import sys, uvicorn
+from bench.floor_app import app
 from gateway.http_protocol import HeaderLimits, protocol_factory
-ANSWER = b'{"label":"positive","score":0.93}'
-HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
-async def app(scope, receive, send):
-    await receive()
-    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    await send({"type": "http.response.body", "body": ANSWER})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http=protocol_factory(HeaderLimits()),
             loop="uvloop", access_log=False, log_level="warning", lifespan="off",
             proxy_headers=False, server_header=False)  # as `gateway serve` runs it
